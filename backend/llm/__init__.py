@@ -1,0 +1,1 @@
+"""The LLM port and its adapters (embedded llama.cpp, Ollama, OpenAI-compatible upstreams)."""

@@ -1,0 +1,138 @@
+"""Ollama backend through the official `ollama` async client (/api/chat streaming, /api/tags).
+
+Ollama's native API wants tool-call arguments as objects and returns them as objects; the OpenAI
+wire wants JSON strings with ids. This adapter converts both ways.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import ollama
+
+from backend.llm.port import (
+    BackendHealth,
+    BackendUnavailable,
+    ChatMessage,
+    GenerationOptions,
+    LLMError,
+    ModelInfo,
+    ModelNotFound,
+    StreamDelta,
+    ToolCall,
+    UnsupportedRequest,
+    Usage,
+    new_tool_call_id,
+)
+
+
+def _ollama_message(message: ChatMessage, names_by_call_id: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    if message.tool_calls:
+        out["tool_calls"] = [
+            {"function": {"name": call.name, "arguments": json.loads(call.arguments or "{}")}}
+            for call in message.tool_calls
+        ]
+    if message.role == "tool":
+        name = message.name or names_by_call_id.get(message.tool_call_id or "")
+        if name:
+            out["tool_name"] = name
+    return out
+
+
+def _ollama_options(options: GenerationOptions) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "num_predict": options.max_tokens,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": list(options.stop) or None,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+class OllamaBackend:
+    name = "ollama"
+
+    def __init__(self, host: str, default_model: str, timeout_s: float) -> None:
+        self.host = host
+        self.default_model = default_model
+        self._client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)))
+
+    async def _call(self, coroutine: Any) -> Any:
+        try:
+            return await coroutine
+        except (ConnectionError, httpx.TransportError) as error:
+            raise BackendUnavailable(f"Ollama at {self.host} is not reachable: {error}") from None
+
+    async def list_models(self) -> list[ModelInfo]:
+        listing = await self._call(self._client.list())
+        models = []
+        for model in listing.models:
+            modified = model.modified_at
+            created = int(modified.timestamp()) if isinstance(modified, datetime) else 0
+            models.append(ModelInfo(id=str(model.model), created=created, owned_by="ollama"))
+        return models
+
+    async def health(self) -> BackendHealth:
+        try:
+            names = [model.id for model in await self.list_models()]
+        except LLMError as error:
+            return BackendHealth(ok=False, backend=self.name, model=self.default_model, detail=str(error))
+        except ollama.ResponseError as error:
+            return BackendHealth(ok=False, backend=self.name, model=self.default_model, detail=str(error))
+        detail = "model available" if self.default_model in names else "default model not pulled"
+        return BackendHealth(ok=True, backend=self.name, model=self.default_model, detail=detail)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def stream_chat(
+        self, model: str, messages: list[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[StreamDelta]:
+        names_by_call_id = {call.id: call.name for message in messages for call in message.tool_calls}
+        format_: Any = None
+        if options.json_schema is not None:
+            format_ = options.json_schema
+        elif options.json_object:
+            format_ = "json"
+        tools = list(options.tools) if options.tools and options.tool_choice != "none" else None
+        try:
+            stream = await self._call(
+                self._client.chat(
+                    model=model,
+                    messages=[_ollama_message(message, names_by_call_id) for message in messages],
+                    tools=tools,
+                    stream=True,
+                    format=format_,
+                    options=_ollama_options(options),
+                )
+            )
+            calls: list[ToolCall] = []
+            async for part in stream:
+                message = part.message
+                for call in message.tool_calls or []:
+                    calls.append(
+                        ToolCall(id=new_tool_call_id(), name=call.function.name,
+                                 arguments=json.dumps(dict(call.function.arguments or {})))
+                    )
+                if not part.done:
+                    if message.content:
+                        yield StreamDelta(content=message.content)
+                    continue
+                finish = "tool_calls" if calls else ("length" if part.done_reason == "length" else "stop")
+                usage = Usage(prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0)
+                yield StreamDelta(content=message.content or "", tool_calls=tuple(calls),
+                                  finish_reason=finish, usage=usage)
+        except ollama.ResponseError as error:
+            if error.status_code == 404:
+                raise ModelNotFound(model) from None
+            if error.status_code == 400:
+                raise UnsupportedRequest(f"Ollama refused the request: {error.error}") from None
+            raise BackendUnavailable(f"Ollama failed: {error.error}") from None
+        except (ConnectionError, httpx.TransportError) as error:
+            raise BackendUnavailable(f"Ollama at {self.host} is not reachable: {error}") from None

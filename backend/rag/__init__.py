@@ -1,0 +1,1 @@
+"""Document parsing, chunking, embeddings and vector stores for per-user retrieval."""

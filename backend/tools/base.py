@@ -1,0 +1,62 @@
+"""What a tool is: typed arguments, an async run, and a result that is a value, never an exception."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from backend.auth.models import User
+from backend.config import Settings
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a piece of a result came from, for citations."""
+
+    title: str
+    url: str | None = None
+    snippet: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """E.g. `filename`, `page`, `score` for document chunks."""
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    ok: bool
+    text: str
+    """What the model reads."""
+    data: Any = None
+    """Structured result for the API and the UI."""
+    sources: list[Source] = field(default_factory=list)
+
+    @classmethod
+    def failure(cls, message: str) -> ToolResult:
+        return cls(ok=False, text=message)
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """Who runs the tool and with which settings; per-user data is found from `user.username`."""
+
+    user: User
+    settings: Settings
+
+
+@runtime_checkable
+class Tool(Protocol):
+    name: str
+    description: str
+    """Written for the model: what the tool does and when to use it."""
+    args_model: type[BaseModel]
+
+    def availability(self) -> Availability: ...
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult: ...

@@ -1,0 +1,1 @@
+"""Loopback stand-ins for internet services, speaking their documented wire formats."""
