@@ -1,0 +1,14 @@
+# The API server image. llama-cpp-python compiles here, so build-essential and cmake are needed once.
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY backend backend
+COPY data/samples data/samples
+COPY run_backend.py .
+ENV SERVER_HOST=0.0.0.0 DATA_DIR=/data
+VOLUME /data
+EXPOSE 8000
+CMD ["python", "run_backend.py"]

@@ -1,0 +1,1 @@
+"""Tests of the UI server and the nginx deployment config."""
