@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from backend.api import chat_router, health_router, models_router
+from backend.api import (
+    admin_router,
+    auth_router,
+    chat_router,
+    health_router,
+    models_router,
+    sessions_router,
+    tools_router,
+)
+from backend.api.deps import get_rate_limited_user
 from backend.api.errors import install_error_handlers
 from backend.bootstrap import build_services
-from backend.config import Settings
+from backend.config import Settings, load_settings
+from backend.logging_setup import configure_logging
 from backend.metrics import Metrics, MetricsMiddleware
 
 
@@ -41,6 +51,19 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(health_router.router)
-    app.include_router(models_router.router)
-    app.include_router(chat_router.router)
+    # Every /v1/* route: signed in (token or API key) and within the per-user rate limit.
+    signed_in_v1 = [Depends(get_rate_limited_user)]
+    app.include_router(models_router.router, dependencies=signed_in_v1)
+    app.include_router(chat_router.router, dependencies=signed_in_v1)
+    app.include_router(auth_router.router)
+    app.include_router(admin_router.router)
+    app.include_router(sessions_router.router)
+    app.include_router(tools_router.router)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For `uvicorn backend.app:create_app_from_env --factory --workers N`: each worker reads the settings."""
+    settings = load_settings()
+    configure_logging(settings)
+    return create_app(settings)

@@ -23,6 +23,8 @@ from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.user_repository import UserRepository
+from backend.tools.catalog import build_tool_registry
+from backend.tools.registry import ToolRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +42,10 @@ class Services:
     conversations: ConversationService
     rate_limiter: RequestRateLimiter
     layout: DataLayout
+    tools: ToolRegistry
 
     async def aclose(self) -> None:
+        await self.tools.aclose()
         await self.llm.aclose()
 
 
@@ -51,10 +55,15 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     llm = await build_llm_backend(settings, metrics)
     health = await llm.health()
     logger.info("LLM backend: %s, model %s (%s)", llm.name, llm.default_model, "ready" if health.ok else health.detail)
+    tools = build_tool_registry(settings)
+    await tools.warm_up()
+    for tool in tools.list():
+        status = tools.availability(tool.name)
+        logger.info("Tool %s: %s", tool.name, "available" if status.available else f"unavailable ({status.reason})")
     return Services(
         settings=settings, metrics=metrics, llm=llm, chat=ChatService(llm, metrics),
         auth=accounts.auth, users=accounts.users, conversations=accounts.conversations,
-        rate_limiter=accounts.rate_limiter, layout=accounts.layout,
+        rate_limiter=accounts.rate_limiter, layout=accounts.layout, tools=tools,
     )
 
 
@@ -86,7 +95,9 @@ async def _build_accounts(settings: Settings) -> _Accounts:
     auth = AuthService(
         user_repository, api_key_repository, users,
         TokenCodec(secret_key, settings.jwt_expiration_hours * 3600),
-        login_failures_by_name=FailureLimiter(settings.login_max_failures_per_username, settings.login_failure_window_s),
+        login_failures_by_name=FailureLimiter(
+            settings.login_max_failures_per_username, settings.login_failure_window_s
+        ),
         login_failures_by_address=FailureLimiter(
             settings.login_max_failures_per_address, settings.login_failure_window_s
         ),

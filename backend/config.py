@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated browser origins allowed by CORS; `*` for any."
     )
+    frontend_port: int = Field(3000, ge=1, le=65535, description="Port of the web UI (`run_frontend.py`).")
     request_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Longest wait for a backend before answering 503."
     )
@@ -115,6 +116,13 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int = Field(512, ge=64, le=65536, description="Address-space limit of a sandboxed Python run.")
     sandbox_wall_seconds: float = Field(15.0, gt=0, le=600, description="Wall-clock limit of a sandboxed Python run.")
     sandbox_max_output_bytes: int = Field(65536, ge=1024, le=10_000_000, description="Cap on captured stdout/stderr.")
+    sandbox_max_processes: int = Field(
+        16, ge=1, le=1024, description="Processes (and threads) one sandboxed Python run may have at once."
+    )
+    sandbox_disk_mb: int = Field(
+        64, ge=1, le=4096, description="Size of the in-memory scratch folder of a sandboxed Python run."
+    )
+    math_timeout_s: float = Field(10.0, gt=0, le=300, description="Longest run of one math_calc computation.")
     sql_timeout_s: float = Field(5.0, gt=0, le=300, description="Longest run of one SQL query.")
     sql_max_rows: int = Field(200, ge=1, le=100_000, description="Rows returned by one SQL query at most.")
 
@@ -129,6 +137,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    def backend_url(self) -> str:
+        """Where the UI server reaches the API server."""
+        host = "127.0.0.1" if self.server_host in ("0.0.0.0", "::", "") else self.server_host
+        return f"http://{host}:{self.server_port}"
 
     def resolved_model_path(self) -> Path | None:
         """The GGUF the embedded backend loads: the setting, else the bundled SmolLM2."""

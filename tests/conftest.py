@@ -75,6 +75,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "llamacpp_n_ctx": 2048,
         "log_level": "WARNING",
         "admin_password": "test-admin-password-123",
+        # Rate limiting has its own tests; a shared server must not throttle the rest of the suite.
+        "rate_limit_rpm": 0,
     }
     values.update(overrides)
     return load_settings(**values)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend.agents.chat_service import ChatTurn
-from backend.api.deps import ChatServiceDep, MetricsDep
+from backend.api.deps import ChatServiceDep, ConversationServiceDep, CurrentUser, MetricsDep
 from backend.api.errors import APIError, api_error_from_llm
 from backend.api.openai_schemas import (
     SSE_DONE,
@@ -21,6 +22,7 @@ from backend.api.openai_schemas import (
     new_completion_id,
     sse_event,
 )
+from backend.conversations.conversation_service import AssistantTurn, StreamRecorder
 from backend.llm.port import LLMError, StreamDelta, Usage
 
 logger = logging.getLogger(__name__)
@@ -30,18 +32,33 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, chat: ChatServiceDep, metrics: MetricsDep
+    body: ChatCompletionRequest,
+    chat: ChatServiceDep,
+    metrics: MetricsDep,
+    user: CurrentUser,
+    conversations: ConversationServiceDep,
+    x_session_id: Annotated[
+        str | None, Header(alias="X-Session-Id", description="Session to record into, if the body has none.")
+    ] = None,
 ) -> JSONResponse | StreamingResponse:
     body.check_supported()
+    # The exchange is recorded in the user's session (someone else's id answers 404 before any work).
+    session = await conversations.open_session(user, body.session_id or x_session_id)
+    session_field = {"session_id": session.session_id}
     turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode)
     if not body.stream:
         result = await chat.complete(turn)
+        await conversations.record_exchange(session, turn.messages, AssistantTurn(
+            content=result.content, model=body.model, mode=body.mode,
+            tool_calls=result.tool_calls, finish_reason=result.finish_reason,
+        ))
         return JSONResponse(
             completion_json(
                 completion_id=new_completion_id(), created=int(time.time()), model=body.model,
                 content=result.content, tool_calls=result.tool_calls,
-                finish_reason=result.finish_reason, usage=result.usage,
-            )
+                finish_reason=result.finish_reason, usage=result.usage, extra=session_field,
+            ),
+            headers={"X-Session-Id": session.session_id},
         )
 
     deltas = chat.stream(turn)
@@ -51,16 +68,20 @@ async def chat_completions(
         first: StreamDelta | None = await anext(deltas)
     except StopAsyncIteration:
         first = None
-    writer = ChunkWriter(body.model, include_usage=bool(body.stream_options and body.stream_options.include_usage))
+    writer = ChunkWriter(
+        body.model, include_usage=bool(body.stream_options and body.stream_options.include_usage), extra=session_field
+    )
+    recorder = conversations.stream_recorder(session, turn.messages, body.model, body.mode)
     return StreamingResponse(
-        _sse(writer, first, deltas, metrics),
+        _sse(writer, first, deltas, metrics, recorder),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Session-Id": session.session_id},
     )
 
 
 async def _sse(
-    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncIterator[StreamDelta], metrics: Any
+    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncIterator[StreamDelta], metrics: Any,
+    recorder: StreamRecorder,
 ) -> AsyncIterator[str]:
     """The SSE body. Runs until done or until the client leaves, which closes `deltas` and stops generation."""
     metrics.active_streams.inc()
@@ -71,6 +92,7 @@ async def _sse(
         while True:
             for delta in pending:
                 usage = delta.usage or usage
+                recorder.add(delta)
                 for event in writer.delta(delta):
                     yield event
             try:
@@ -86,5 +108,9 @@ async def _sse(
         logger.exception("Stream failed after the response started")
         yield sse_event(APIError(500, "Internal server error; see the server log.", type="server_error").body())
     finally:
+        # Recorded also when the client left mid-stream (what was generated so far); shielded so a
+        # cancelled request still finishes the write.
+        with anyio.CancelScope(shield=True):
+            await recorder.finish()
         await deltas.aclose()  # type: ignore[attr-defined]
         metrics.active_streams.dec()

@@ -13,10 +13,11 @@ from backend.auth.models import User
 from backend.auth.user_service import UserService
 from backend.bootstrap import Services
 from backend.config import Settings
-from backend.llm.port import LLMBackend
 from backend.conversations.conversation_service import ConversationService
+from backend.llm.port import LLMBackend
 from backend.metrics import Metrics
 from backend.service_errors import Forbidden, TooManyRequests
+from backend.tools.registry import ToolRegistry
 
 
 def get_services(request: Request) -> Services:
@@ -64,6 +65,13 @@ def get_conversation_service(services: ServicesDep) -> ConversationService:
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
 UserServiceDep = Annotated[UserService, Depends(get_user_service)]
 ConversationServiceDep = Annotated[ConversationService, Depends(get_conversation_service)]
+
+
+def get_tool_registry(services: ServicesDep) -> ToolRegistry:
+    return services.tools
+
+
+ToolRegistryDep = Annotated[ToolRegistry, Depends(get_tool_registry)]
 
 # Reads `Authorization: Bearer <credential>`; also gives the OpenAPI docs their sign-in form.
 bearer_credential = OAuth2PasswordBearer(

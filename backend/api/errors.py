@@ -117,7 +117,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
-        return error_response(APIError(error.status, error.message, param=error.param, code=error.code, headers=error.headers))
+        return error_response(
+            APIError(error.status, error.message, param=error.param, code=error.code, headers=error.headers)
+        )
 
     @app.exception_handler(JsonStoreError)
     async def _store_error(request: Request, error: JsonStoreError) -> JSONResponse:

@@ -56,6 +56,10 @@ class DataLayout:
         """Vector index of one user's documents."""
         return self.root / "vectors" / safe_name(username, "username")
 
+    def user_cache_dir(self, username: str) -> Path:
+        """Data derived from one user's files and rebuilt on demand (e.g. SQL tables made from their CSVs)."""
+        return self.root / "cache" / safe_name(username, "username")
+
     def user_dirs(self, username: str) -> list[Path]:
         """Every folder that holds data of one user, for deletion."""
-        return [self.user_files_dir(username), self.user_vectors_dir(username)]
+        return [self.user_files_dir(username), self.user_vectors_dir(username), self.user_cache_dir(username)]

@@ -92,3 +92,45 @@ def test_backend_down_gives_503_quickly_in_the_error_shape(tmp_path: Path) -> No
                 assert caught.value.status_code == 503
                 assert caught.value.code == "backend_unavailable"
             assert time.monotonic() - started < 2 * settings.request_timeout_s
+
+
+def test_failure_after_the_stream_started_is_an_error_event_the_sdk_raises(tmp_path: Path) -> None:
+    from backend.api.deps import get_chat_service
+    from backend.llm.port import BackendUnavailable, StreamDelta
+
+    class DiesMidStream:
+        async def stream(self, turn: object):  # type: ignore[no-untyped-def]
+            yield StreamDelta(content="partial ")
+            raise BackendUnavailable("backend went away")
+
+    settings = make_settings(tmp_path)
+    thread = ServerThread(settings)
+    thread.server.config.app.dependency_overrides[get_chat_service] = lambda: DiesMidStream()
+    with thread as base_url:
+        key = credential_for(base_url, settings)
+        with openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0) as sdk:
+            received = []
+            with pytest.raises(openai.APIError) as caught:
+                for chunk in sdk.chat.completions.create(
+                    model="x", messages=[{"role": "user", "content": "hi"}], stream=True
+                ):
+                    received.append(chunk.choices[0].delta.content)
+    assert "partial " in received
+    assert "backend went away" in caught.value.message
+
+
+def test_cors_preflight_allows_any_sdk_header_without_auth(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, cors_origins=["http://ui.test"])
+    with ServerThread(settings) as base_url:
+        response = httpx.options(
+            f"{base_url}/v1/chat/completions",
+            headers={
+                "Origin": "http://ui.test",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os, openai-project",
+            },
+        )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "http://ui.test"
+    allowed = response.headers["access-control-allow-headers"].lower()
+    assert "x-stainless-os" in allowed and "openai-project" in allowed

@@ -1,0 +1,63 @@
+"""/api/admin/users: account management for admins; anyone else gets 403."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.api.deps import AdminUser, UserServiceDep
+from backend.auth.models import Role
+
+router = APIRouter(prefix="/api/admin", tags=["admin"])
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(description="3-64 letters, digits, '_', '.' or '-', starting with a letter or digit.")
+    password: str = Field(description="8 characters to 72 bytes.")
+    role: Role = "user"
+
+
+class UserChange(BaseModel):
+    """Fields to change; absent ones stay as they are. A new password or `disabled: true` signs the user out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    password: str | None = None
+    disabled: bool | None = None
+
+
+@router.get("/users")
+async def list_users(_: AdminUser, users: UserServiceDep) -> dict[str, Any]:
+    records = await users.list_users()
+    return {"object": "list", "data": [record.public() for record in records], "total": len(records)}
+
+
+@router.post("/users", status_code=201)
+async def create_user(body: NewUser, _: AdminUser, users: UserServiceDep) -> dict[str, Any]:
+    return (await users.create_user(body.username, body.password, body.role)).public()
+
+
+@router.patch("/users/{username}")
+async def update_user(username: str, body: UserChange, admin: AdminUser, users: UserServiceDep) -> dict[str, Any]:
+    record = await users.update_user(
+        username, acting=admin, role=body.role, password=body.password, disabled=body.disabled
+    )
+    return record.public()
+
+
+@router.delete("/users/{username}")
+async def delete_user(username: str, admin: AdminUser, users: UserServiceDep) -> dict[str, Any]:
+    """Delete the account and everything of it: API keys, conversations, uploaded files and vectors."""
+    deleted = await users.delete_user(username, acting=admin)
+    return {
+        "username": deleted.username,
+        "deleted": True,
+        "removed": {
+            "api_keys": deleted.api_keys, "conversations": deleted.conversations, "folders": len(deleted.folders),
+        },
+    }

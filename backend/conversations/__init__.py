@@ -1,0 +1,1 @@
+"""Conversations: what the server records of each chat, and how users find theirs again."""

@@ -1,0 +1,29 @@
+"""The tool catalogue: which tools the server offers, each registered with one line."""
+
+from __future__ import annotations
+
+from backend.config import Settings
+from backend.rag.retriever_port import DocumentRetriever
+from backend.tools.data_analysis import DataAnalysisTool
+from backend.tools.math_calc import MathCalcTool
+from backend.tools.python_code import PythonCodeTool
+from backend.tools.rag_retrieval import RagRetrievalTool
+from backend.tools.registry import ToolRegistry
+from backend.tools.sql_query import SqlQueryTool
+from backend.tools.weather import WeatherTool
+from backend.tools.web_search import WebSearchTool
+from backend.tools.wikipedia_tool import WikipediaTool
+
+
+def build_tool_registry(settings: Settings, retriever: DocumentRetriever | None = None) -> ToolRegistry:
+    """Every tool, built from the settings; `retriever` arrives with the RAG issue (until then: unavailable)."""
+    registry = ToolRegistry(timeout_s=settings.tool_timeout_s)
+    registry.register(WebSearchTool(settings))
+    registry.register(WikipediaTool(settings))
+    registry.register(WeatherTool(settings))
+    registry.register(RagRetrievalTool(retriever))
+    registry.register(DataAnalysisTool())
+    registry.register(PythonCodeTool(settings))
+    registry.register(MathCalcTool(settings))
+    registry.register(SqlQueryTool(settings))
+    return registry

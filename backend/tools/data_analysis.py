@@ -1,0 +1,253 @@
+"""`data_analysis`: descriptive statistics of JSON or CSV text, per field.
+
+Nested JSON is flattened to dotted paths (`order.customer.city`); array elements are pooled under
+their array's path, so `items.price` summarises every item's price across all records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import math
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from backend.tools.base import Availability, ToolContext, ToolResult
+
+MAX_INPUT_CHARS = 2_000_000
+"""Large enough for a real export, small enough that parsing stays well under a second."""
+MAX_DEPTH = 64
+MAX_FIELDS = 500
+TOP_VALUES = 10
+"""Distinct values listed per text field; the count of all distinct values is always given."""
+
+
+class DataAnalysisArgs(BaseModel):
+    data: Annotated[str, StringConstraints(min_length=1, max_length=MAX_INPUT_CHARS)] = Field(
+        description="The data itself as text: JSON (object or array, may be nested) or CSV with a header row."
+    )
+    format: Literal["auto", "json", "csv"] = Field(
+        "auto", description="`json`, `csv`, or `auto` to detect (JSON if it starts with { or [)."
+    )
+
+
+class InvalidData(ValueError):
+    """Input that cannot be analysed; the message says what and where."""
+
+
+@dataclass
+class FieldStats:
+    """Every value seen under one path, split by kind."""
+
+    numbers: list[float] = field(default_factory=list)
+    texts: Counter[str] = field(default_factory=Counter)
+    missing: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        present = len(self.numbers) + sum(self.texts.values())
+        kind = "numeric" if self.numbers and not self.texts else "text" if self.texts and not self.numbers else (
+            "mixed" if self.numbers else "empty"
+        )
+        out: dict[str, Any] = {"type": kind, "count": present, "missing": self.missing}
+        if self.numbers:
+            values = self.numbers
+            out["numeric"] = {
+                "count": len(values),
+                "sum": _tidy(math.fsum(values)),
+                "min": _tidy(min(values)),
+                "max": _tidy(max(values)),
+                "mean": _tidy(math.fsum(values) / len(values)),
+                "median": _tidy(statistics.median(values)),
+            }
+        if self.texts:
+            out["distinct"] = len(self.texts)
+            out["top_values"] = [{"value": v, "count": c} for v, c in self.texts.most_common(TOP_VALUES)]
+        return out
+
+
+def _tidy(value: float) -> int | float:
+    """Whole numbers print as integers; others keep 12 significant digits against float noise."""
+    if value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return float(f"{value:.12g}")
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.fields: dict[str, FieldStats] = {}
+
+    def stats(self, path: str) -> FieldStats:
+        if path not in self.fields:
+            if len(self.fields) >= MAX_FIELDS:
+                raise InvalidData(f"more than {MAX_FIELDS} distinct fields; analyse a smaller part of the data")
+            self.fields[path] = FieldStats()
+        return self.fields[path]
+
+    def add_json(self, value: Any, path: str, depth: int = 0) -> None:
+        if depth > MAX_DEPTH:
+            raise InvalidData(f"nesting deeper than {MAX_DEPTH} levels at '{path or '(root)'}'")
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                self.add_json(inner, f"{path}.{key}" if path else str(key), depth + 1)
+        elif isinstance(value, list):
+            for inner in value:
+                self.add_json(inner, path, depth + 1)
+        else:
+            target = self.stats(path or "value")
+            if value is None:
+                target.missing += 1
+            elif isinstance(value, bool):
+                target.texts["true" if value else "false"] += 1
+            elif isinstance(value, (int, float)):
+                target.numbers.append(float(value))
+            else:
+                target.texts[str(value)] += 1
+
+    def add_csv_cell(self, column: str, cell: str | None) -> None:
+        target = self.stats(column)
+        text = (cell or "").strip()
+        if not text:
+            target.missing += 1
+            return
+        number = _csv_number(text)
+        if number is None:
+            target.texts[text] += 1
+        else:
+            target.numbers.append(number)
+
+
+def _csv_number(text: str) -> float | None:
+    """A finite decimal number, else None: 'nan', 'inf' and '1e999' stay text rather than poison the sums."""
+    if "_" in text:  # float() accepts '1_000', which in a CSV cell is an identifier, not a number
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _reject_constant(name: str) -> float:
+    raise InvalidData(f"invalid JSON: {name} is not a JSON number")
+
+
+def analyse_json(text: str) -> tuple[int, Collector]:
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise InvalidData(f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise InvalidData("invalid JSON: nested too deeply") from None
+    collector = Collector()
+    collector.add_json(value, "")
+    records = len(value) if isinstance(value, list) else 1
+    return records, collector
+
+
+def analyse_csv(text: str) -> tuple[int, Collector]:
+    sample = text[:20_000]
+    try:
+        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidData("empty CSV: expected a header row") from None
+    except csv.Error as error:
+        raise InvalidData(f"invalid CSV on line 1: {error}") from None
+    columns = _unique_columns(header)
+    collector = Collector()
+    for column in columns:
+        collector.stats(column)
+    rows = 0
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) > len(columns):
+                raise InvalidData(
+                    f"CSV line {reader.line_num} has {len(row)} fields but the header has {len(columns)}"
+                )
+            rows += 1
+            for index, column in enumerate(columns):
+                collector.add_csv_cell(column, row[index] if index < len(row) else None)
+    except csv.Error as error:
+        raise InvalidData(f"invalid CSV on line {reader.line_num}: {error}") from None
+    if rows == 0:
+        raise InvalidData("the CSV has a header but no data rows")
+    return rows, collector
+
+
+def _unique_columns(header: list[str]) -> list[str]:
+    names: list[str] = []
+    for index, raw in enumerate(header, start=1):
+        name = raw.strip() or f"column_{index}"
+        candidate, suffix = name, 2
+        while candidate in names:
+            candidate, suffix = f"{name}_{suffix}", suffix + 1
+        names.append(candidate)
+    return names
+
+
+def detect_format(text: str) -> Literal["json", "csv"]:
+    return "json" if text.lstrip()[:1] in ("{", "[") else "csv"
+
+
+def analyse(text: str, fmt: Literal["auto", "json", "csv"]) -> dict[str, Any]:
+    """The whole analysis as plain data; raises `InvalidData` with a message for the user."""
+    if not text.strip():
+        raise InvalidData("the data is empty")
+    chosen = detect_format(text) if fmt == "auto" else fmt
+    records, collector = analyse_json(text) if chosen == "json" else analyse_csv(text)
+    return {
+        "format": chosen,
+        "records": records,
+        "fields": {path: stats.summary() for path, stats in collector.fields.items()},
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = [f"{report['format'].upper()} data: {report['records']} record(s), {len(report['fields'])} field(s)."]
+    for path, summary in report["fields"].items():
+        missing = f", {summary['missing']} missing" if summary["missing"] else ""
+        lines.append(f"- {path} ({summary['type']}, {summary['count']} value(s){missing})")
+        if "numeric" in summary:
+            n = summary["numeric"]
+            lines.append(
+                f"    count={n['count']} sum={n['sum']} min={n['min']} max={n['max']} "
+                f"mean={n['mean']} median={n['median']}"
+            )
+        if "top_values" in summary:
+            shown = ", ".join(f"{item['value']!r}: {item['count']}" for item in summary["top_values"])
+            more = summary["distinct"] - len(summary["top_values"])
+            lines.append(f"    {summary['distinct']} distinct: {shown}" + (f" (+{more} more)" if more else ""))
+    return "\n".join(lines)
+
+
+class DataAnalysisTool:
+    name = "data_analysis"
+    description = (
+        "Compute statistics of data given as JSON or CSV text: for each numeric field count, sum, min, max, "
+        "mean and median; for each text field the number of distinct values and the most frequent ones. "
+        "Nested JSON fields appear as dotted paths such as `order.total`."
+    )
+    args_model: type[BaseModel] = DataAnalysisArgs
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        assert isinstance(args, DataAnalysisArgs)
+        try:
+            report = await asyncio.to_thread(analyse, args.data, args.format)
+        except InvalidData as error:
+            return ToolResult.failure(f"Cannot analyse the data: {error}.")
+        return ToolResult(ok=True, text=render(report), data=report)

@@ -1,0 +1,215 @@
+"""The one tool registry: both agents, the API and the UI find and run tools through it.
+
+A tool is declared once (`backend.tools.base.Tool`); the registry adds what every call needs and no
+tool should repeat: argument validation with a field-naming error, the availability check, the
+timeout, and turning any exception into a failed `ToolResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, ValidationError
+
+from backend.tools.base import Availability, Tool, ToolContext, ToolResult
+
+logger = logging.getLogger(__name__)
+
+
+class ToolError(Exception):
+    """A call that never reached the tool; agents catch this one type and show the message to the model."""
+
+
+class UnknownTool(ToolError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        names = ", ".join(sorted(known)) or "none"
+        super().__init__(f"Unknown tool '{name}'. Available tools: {names}.")
+
+
+class InvalidToolArguments(ToolError):
+    """The arguments do not fit the tool's argument model; `field` names the first offending one."""
+
+    def __init__(self, tool: str, field: str | None, message: str) -> None:
+        self.tool = tool
+        self.field = field
+        self.message = message
+        where = f"'{field}'" if field else "the arguments"
+        super().__init__(f"Invalid value for {where} of tool '{tool}': {message}")
+
+
+def _field_path(location: tuple[int | str, ...]) -> str | None:
+    if not location:
+        return None
+    text = str(location[0])
+    for part in location[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def validate_arguments(tool: Tool, raw_args: object) -> BaseModel:
+    """Validate against the tool's model, refusing unknown names so a misspelt argument is never ignored."""
+    if not isinstance(raw_args, dict):
+        raise InvalidToolArguments(tool.name, None, "expected a JSON object of named arguments")
+    model = tool.args_model
+    known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+    for name in raw_args:
+        if name not in known:
+            expected = ", ".join(sorted(model.model_fields)) or "no arguments"
+            raise InvalidToolArguments(tool.name, str(name), f"unknown argument; expected: {expected}")
+    try:
+        return model.model_validate(raw_args)
+    except ValidationError as error:
+        first = error.errors()[0]
+        extra = len(error.errors()) - 1
+        message = str(first["msg"]) + (f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else "")
+        raise InvalidToolArguments(tool.name, _field_path(tuple(first["loc"])), message) from None
+
+
+def _parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema without pydantic's `title`s, which only cost the model tokens."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    schema.setdefault("properties", {})
+    schema["additionalProperties"] = False
+    return schema
+
+
+class ToolRegistry:
+    """Tools by name, and the one way to run them."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self._tools: dict[str, Tool] = {}
+        self._timeout_s = timeout_s
+
+    def register(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"A tool named '{tool.name}' is already registered.")
+        self._tools[tool.name] = tool
+
+    def list(self) -> builtins.list[Tool]:
+        return list(self._tools.values())
+
+    def get(self, name: str) -> Tool:
+        try:
+            return self._tools[name]
+        except KeyError:
+            raise UnknownTool(name, self._tools) from None
+
+    def availability(self, name: str) -> Availability:
+        """Never raises: a tool whose check fails is reported unavailable with the reason."""
+        tool = self.get(name)
+        try:
+            return tool.availability()
+        except Exception as error:  # a broken check must not take the tool list down
+            logger.exception("Availability check of tool %s failed", name)
+            return Availability(False, f"availability check failed: {error}")
+
+    async def warm_up(self) -> None:
+        """Run every availability check once, off the event loop: some probe the machine (the sandbox)."""
+        for tool in self._tools.values():
+            await asyncio.to_thread(self.availability, tool.name)
+
+    async def aclose(self) -> None:
+        """Stop what tools keep running between calls (e.g. the maths worker processes)."""
+        for tool in self._tools.values():
+            close = getattr(tool, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    logger.exception("Closing tool %s failed", tool.name)
+
+    def schema(self, name: str) -> dict[str, Any]:
+        return _parameters_schema(self.get(name).args_model)
+
+    async def invoke(self, name: str, raw_args: object, context: ToolContext) -> ToolResult:
+        """Run one call. Raises only `UnknownTool` and `InvalidToolArguments`; every run ends in a result."""
+        tool = self.get(name)
+        args = validate_arguments(tool, raw_args)
+        status = self.availability(name)
+        if not status.available:
+            return ToolResult.failure(f"Tool '{name}' is unavailable: {status.reason}")
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                result = await tool.run(args, context)
+        except TimeoutError:
+            return ToolResult.failure(f"Tool '{name}' did not finish within {self._timeout_s:g} s and was stopped.")
+        except Exception as error:
+            logger.exception("Tool %s failed", name)
+            return ToolResult.failure(f"Tool '{name}' failed: {type(error).__name__}: {error}")
+        logger.debug("Tool %s ran in %.3f s (ok=%s)", name, time.monotonic() - started, result.ok)
+        return result
+
+    def openai_tool_specs(self, *, only_available: bool = True) -> builtins.list[dict[str, Any]]:
+        """OpenAI function specs for native tool calls; unavailable tools are left out by default."""
+        specs: builtins.list[dict[str, Any]] = []
+        for tool in self._tools.values():
+            if only_available and not self.availability(tool.name).available:
+                continue
+            specs.append(
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": _parameters_schema(tool.args_model),
+                    },
+                }
+            )
+        return specs
+
+    def as_langchain_tools(
+        self, context: ToolContext, *, only_available: bool = True
+    ) -> builtins.list[StructuredTool]:
+        """langchain-core tools bound to one user's context; each call goes through `invoke`.
+
+        The content is the text for the model and the artifact the whole `ToolResult`, so a graph's
+        tool node keeps sources and structured data next to the observation.
+        """
+        tools: builtins.list[StructuredTool] = []
+        for tool in self._tools.values():
+            if only_available and not self.availability(tool.name).available:
+                continue
+            tools.append(
+                StructuredTool.from_function(
+                    coroutine=self._langchain_coroutine(tool.name, context),
+                    name=tool.name,
+                    description=tool.description,
+                    args_schema=tool.args_model,
+                    infer_schema=False,
+                    response_format="content_and_artifact",
+                    handle_validation_error=_validation_message,
+                )
+            )
+        return tools
+
+    def _langchain_coroutine(self, name: str, context: ToolContext) -> Any:
+        async def call(**kwargs: Any) -> tuple[str, ToolResult]:
+            plain = {key: v.model_dump() if isinstance(v, BaseModel) else v for key, v in kwargs.items()}
+            try:
+                result = await self.invoke(name, plain, context)
+            except ToolError as error:
+                result = ToolResult.failure(str(error))
+            return result.text, result
+
+        return call
+
+
+def _validation_message(error: ValidationError | Exception) -> str:
+    """What the model reads when LangChain's own validation refuses the arguments."""
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors()[0]
+        field = _field_path(tuple(first["loc"])) or "the arguments"
+        return f"Invalid value for '{field}': {first['msg']}"
+    return f"Invalid arguments: {error}"

@@ -1,0 +1,212 @@
+"""`web_search`: Tavily when a key is set, else the local-first SearXNG, else unavailable with the reason.
+
+The backend is picked once, from settings, in `WebSearchTool.__init__`; both backends return the same
+`SearchHit`s, which become numbered text for the model and `Source`s for citations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import re
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Protocol
+
+import httpx
+from pydantic import BaseModel, Field, StringConstraints, ValidationError
+
+from backend.config import Settings
+from backend.tools.base import Availability, Source, ToolContext, ToolResult
+from backend.tools.http_json import ServiceUnavailable, describe_http_failure, fetch_json, request_budget_s
+
+logger = logging.getLogger(__name__)
+
+SNIPPET_CHARS = 500
+"""Enough for the gist of a page; ten of them stay well inside a small model's context."""
+
+NOT_CONFIGURED = "set TAVILY_API_KEY or SEARXNG_URL"
+
+
+class WebSearchArgs(BaseModel):
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=400)] = Field(
+        description="What to look up on the web, in plain words, e.g. 'current Python release'."
+    )
+    max_results: int = Field(default=5, ge=1, le=10, description="How many results to return, 1 to 10.")
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    title: str
+    url: str
+    snippet: str
+
+
+class SearchBackend(Protocol):
+    """One web search service; raises `ServiceUnavailable` with the reason when it cannot answer."""
+
+    name: str
+
+    async def search(self, query: str, max_results: int, timeout_s: float) -> list[SearchHit]: ...
+
+
+class _WireHit(BaseModel):
+    """One result as both services send it (`content` is the snippet in each); other fields are ignored."""
+
+    url: str = Field(min_length=1)
+    title: str | None = None
+    content: str | None = None
+
+
+def _hits_from(payload: Any, service: str, max_results: int) -> list[SearchHit]:
+    """Keep the well-formed results; an answer without a `results` list is the service misbehaving."""
+    results = payload.get("results") if isinstance(payload, dict) else None
+    if not isinstance(results, list):
+        raise ServiceUnavailable(f"{service} sent an answer without a list of results")
+    hits: list[SearchHit] = []
+    for item in results:
+        try:
+            wire = _WireHit.model_validate(item)
+        except ValidationError:
+            continue  # one odd entry (an infobox, an image) must not cost the others
+        hits.append(SearchHit(title=_clean(wire.title) or wire.url, url=wire.url, snippet=_clean(wire.content)))
+        if len(hits) == max_results:
+            break
+    return hits
+
+
+def _clean(text: str | None) -> str:
+    collapsed = re.sub(r"\s+", " ", text or "").strip()
+    return collapsed if len(collapsed) <= SNIPPET_CHARS else collapsed[: SNIPPET_CHARS - 1].rstrip() + "…"
+
+
+class TavilySearch:
+    """Tavily's search API through the official `tavily-python` async client."""
+
+    name = "Tavily"
+
+    def __init__(self, api_key: str, base_url: str) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+
+    async def search(self, query: str, max_results: int, timeout_s: float) -> list[SearchHit]:
+        # Imported here: the package pulls in tiktoken and requests, needed only when a key is set.
+        from tavily import AsyncTavilyClient  # type: ignore[import-untyped]
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                # A client per call: an httpx client is tied to the event loop it was first used on.
+                async with AsyncTavilyClient(api_key=self._api_key, api_base_url=self._base_url) as client:
+                    payload = await client.search(
+                        query, max_results=max_results, search_depth="basic", timeout=timeout_s
+                    )
+        except ServiceUnavailable:
+            raise
+        except Exception as error:  # the client raises its own classes, httpx's, and ValueError for bad JSON
+            raise ServiceUnavailable(_describe_tavily_failure(error, timeout_s, self._base_url)) from error
+        return _hits_from(payload, self.name, max_results)
+
+
+def _describe_tavily_failure(error: Exception, timeout_s: float, base_url: str) -> str:
+    from tavily import errors
+
+    detail = str(error).strip()
+    suffix = f": {detail[:200]}" if detail else ""
+    if isinstance(error, errors.InvalidAPIKeyError):
+        return f"Tavily rejected the API key (HTTP 401){suffix}"
+    if isinstance(error, errors.UsageLimitExceededError):
+        return f"Tavily usage limit reached (HTTP 429){suffix}"
+    if isinstance(error, errors.ForbiddenError):
+        return f"Tavily refused the request (plan or permission){suffix}"
+    if isinstance(error, errors.BadRequestError):
+        return f"Tavily rejected the request as invalid (HTTP 400){suffix}"
+    if isinstance(error, (errors.TimeoutError, TimeoutError, httpx.TimeoutException)):
+        return f"Tavily did not answer within {timeout_s:g} s"
+    if isinstance(error, ValueError):
+        return "Tavily sent a response that is not valid JSON"
+    if isinstance(error, (AttributeError, KeyError, TypeError)):  # the client indexing a non-object answer
+        return "Tavily sent an answer in an unexpected shape"
+    if not isinstance(error, (httpx.HTTPError, httpx.InvalidURL)):
+        logger.warning("unexpected failure of the Tavily client", exc_info=error)
+    return describe_http_failure("Tavily", error, timeout_s, base_url)
+
+
+class SearxngSearch:
+    """A SearXNG instance's JSON API (`GET /search?q=…&format=json`; `json` must be in its `search.formats`)."""
+
+    name = "SearXNG"
+
+    def __init__(self, base_url: str) -> None:
+        trimmed = base_url.rstrip("/")
+        self._endpoint = trimmed if trimmed.endswith("/search") else f"{trimmed}/search"
+
+    async def search(self, query: str, max_results: int, timeout_s: float) -> list[SearchHit]:
+        try:
+            payload = await fetch_json(
+                self._endpoint, {"q": query, "format": "json"}, service=self.name, timeout_s=timeout_s
+            )
+        except ServiceUnavailable as error:
+            if error.status == 403:
+                raise ServiceUnavailable(f"{error} (is `json` listed in the instance's search.formats?)") from error
+            raise
+        return _hits_from(payload, self.name, max_results)
+
+
+def choose_backend(settings: Settings) -> SearchBackend | str:
+    """Pick the backend, in this one place: Tavily with a key, else SearXNG, else the reason there is none."""
+    if settings.tavily_api_key:
+        if importlib.util.find_spec("tavily") is None:
+            return "TAVILY_API_KEY is set but the tavily-python package is not installed"
+        return TavilySearch(settings.tavily_api_key, settings.tavily_base_url)
+    if settings.searxng_url:
+        return SearxngSearch(settings.searxng_url)
+    return NOT_CONFIGURED
+
+
+class WebSearchTool:
+    name = "web_search"
+    description = (
+        "Search the web for current or factual information you do not know. Returns numbered results, "
+        "each with a title, URL and snippet; cite the URLs you use."
+    )
+    args_model: type[BaseModel] = WebSearchArgs
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._backend = choose_backend(settings)
+        self._last_failure: str | None = None
+
+    def availability(self) -> Availability:
+        """Report configuration only: probing the service here would put a network call on every tool listing."""
+        if isinstance(self._backend, str):
+            return Availability(False, self._backend)
+        if self._last_failure:
+            return Availability(True, f"last call failed: {self._last_failure}")
+        return Availability(True)
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        request = args if isinstance(args, WebSearchArgs) else WebSearchArgs.model_validate(args.model_dump())
+        backend = self._backend
+        if isinstance(backend, str):
+            return ToolResult.failure(f"unavailable: {backend}")
+        try:
+            hits = await backend.search(request.query, request.max_results, request_budget_s(self._settings))
+        except ServiceUnavailable as error:
+            logger.warning("web_search via %s failed: %s", backend.name, error)
+            self._last_failure = str(error)
+            return ToolResult.failure(f"unavailable: {error}")
+        self._last_failure = None
+        return _result(request.query, backend.name, hits)
+
+
+def _result(query: str, provider: str, hits: list[SearchHit]) -> ToolResult:
+    data = {"provider": provider, "query": query, "results": [asdict(hit) for hit in hits]}
+    if not hits:
+        return ToolResult(ok=True, text=f'No web results for "{query}" ({provider}).', data=data)
+    lines = [f'Web results for "{query}" ({provider}):']
+    for number, hit in enumerate(hits, start=1):
+        lines.append(f"[{number}] {hit.title}\n    {hit.url}")
+        if hit.snippet:
+            lines.append(f"    {hit.snippet}")
+    sources = [Source(title=hit.title, url=hit.url, snippet=hit.snippet) for hit in hits]
+    return ToolResult(ok=True, text="\n".join(lines), data=data, sources=sources)

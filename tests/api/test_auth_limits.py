@@ -1,0 +1,88 @@
+"""Throttling: per-user requests per minute on /v1/*, failed sign-ins per username and per address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.api.account_helpers import PASSWORD, assert_error, bearer, create_api_key, create_user, login
+from tests.conftest import RunningServer, ServerThread, credential_for, make_settings
+
+
+@contextmanager
+def _server(data_dir: Path, **overrides: object) -> Iterator[RunningServer]:
+    settings = make_settings(data_dir, **overrides)
+    with ServerThread(settings) as base_url:
+        yield RunningServer(base_url=base_url, settings=settings, api_key=credential_for(base_url, settings))
+
+
+def _login(server: RunningServer, username: str, password: str) -> httpx.Response:
+    body = {"username": username, "password": password}
+    return httpx.post(f"{server.base_url}/api/auth/login", json=body, timeout=30)
+
+
+def test_v1_requests_over_the_per_user_limit_get_429_with_retry_after(tmp_path: Path) -> None:
+    with _server(tmp_path, rate_limit_rpm=3) as server:
+        admin_key = server.api_key
+        for _ in range(3):
+            assert httpx.get(f"{server.v1}/models", headers=bearer(admin_key)).status_code == 200
+        limited = httpx.get(f"{server.v1}/models", headers=bearer(admin_key))
+        assert_error(limited, 429, "rate_limit_exceeded")
+        assert limited.json()["error"]["type"] == "rate_limit_error"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 20
+
+        with openai.OpenAI(base_url=server.v1, api_key=admin_key, max_retries=0) as sdk:
+            with pytest.raises(openai.RateLimitError):
+                sdk.models.list()
+
+        # Another user has their own budget; /api/* routes are not counted.
+        admin = login(server.base_url, server.settings.admin_username, str(server.settings.admin_password))
+        other = create_user(server, admin)
+        other_key = create_api_key(server, login(server.base_url, other, PASSWORD))["key"]
+        assert httpx.get(f"{server.v1}/models", headers=bearer(other_key)).status_code == 200
+        assert httpx.get(f"{server.base_url}/api/auth/me", headers=bearer(admin_key)).status_code == 200
+
+
+def test_failed_sign_ins_are_throttled_per_username(tmp_path: Path) -> None:
+    with _server(tmp_path, login_max_failures_per_username=3, login_max_failures_per_address=100) as server:
+        admin = server.settings.admin_username
+        for _ in range(3):
+            assert_error(_login(server, admin, "wrong-password"), 401)
+        throttled = _login(server, admin, str(server.settings.admin_password))  # even the right password waits
+        assert_error(throttled, 429, "too_many_login_attempts")
+        assert int(throttled.headers["Retry-After"]) > 0
+        # Other names from the same address are not affected.
+        assert_error(_login(server, "someone-else", "wrong-password"), 401)
+
+
+def test_failed_sign_ins_are_throttled_per_client_address(tmp_path: Path) -> None:
+    with _server(tmp_path, login_max_failures_per_username=100, login_max_failures_per_address=4) as server:
+        for index in range(4):
+            assert_error(_login(server, f"guess-{index}", "wrong-password"), 401)
+        throttled = _login(server, server.settings.admin_username, str(server.settings.admin_password))
+        assert_error(throttled, 429, "too_many_login_attempts")
+        assert "Retry-After" in throttled.headers
+
+
+def test_signup_creates_a_user_account_when_enabled(tmp_path: Path) -> None:
+    with _server(tmp_path, allow_signup=True) as server:
+        response = httpx.post(f"{server.base_url}/api/auth/signup",
+                              json={"username": "newcomer", "password": "long-enough-pw"}, timeout=30)
+        assert response.status_code == 201
+        assert response.json()["user"] == {"username": "newcomer", "role": "user"}
+        me = httpx.get(f"{server.base_url}/api/auth/me", headers=bearer(response.json()["access_token"]))
+        assert me.json()["role"] == "user"
+        taken = httpx.post(f"{server.base_url}/api/auth/signup",
+                           json={"username": "Newcomer", "password": "long-enough-pw"}, timeout=30)
+        assert_error(taken, 409, "user_exists")
+        short = httpx.post(f"{server.base_url}/api/auth/signup",
+                           json={"username": "other", "password": "short"}, timeout=30)
+        assert_error(short, 422, "password_too_short")
+        bad_name = httpx.post(f"{server.base_url}/api/auth/signup",
+                              json={"username": "../etc", "password": "long-enough-pw"}, timeout=30)
+        assert_error(bad_name, 400, "invalid_username")

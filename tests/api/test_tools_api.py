@@ -1,0 +1,137 @@
+"""GET /api/tools and POST /api/tools/{name}/invoke on the real server, as signed-in users."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+import pytest
+
+from backend.storage.layout import DataLayout
+from backend.tools.python_code import PythonCodeTool
+from tests.api.account_helpers import admin_token, assert_error, bearer, new_user_token
+from tests.conftest import RunningServer
+
+LOCAL_TOOLS = {"rag_retrieval", "data_analysis", "python_code", "math_calc", "sql_query"}
+
+
+def invoke(server: RunningServer, name: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    headers = server.headers() if headers is None else headers
+    return httpx.post(f"{server.base_url}/api/tools/{name}/invoke", json=body, headers=headers, timeout=60)
+
+
+def test_listing_needs_a_signed_in_user(server: RunningServer) -> None:
+    assert_error(httpx.get(f"{server.base_url}/api/tools", timeout=30), 401)
+    assert_error(invoke(server, "math_calc", {"expression": "1+1"}, headers={}), 401)
+
+
+def test_listing_shows_each_tool_with_schema_and_honest_availability(server: RunningServer) -> None:
+    response = httpx.get(f"{server.base_url}/api/tools", headers=server.headers(), timeout=30)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "list"
+    tools = {tool["name"]: tool for tool in body["data"]}
+    assert set(tools) >= LOCAL_TOOLS
+    assert all(set(tool) == {"name", "description", "parameters", "available", "reason"} for tool in tools.values())
+    assert tools["rag_retrieval"]["available"] is False
+    assert tools["rag_retrieval"]["reason"] == "document retrieval lands with the RAG issue"
+    assert tools["math_calc"]["parameters"]["required"] == ["expression"]
+    assert tools["sql_query"]["available"] is True and tools["sql_query"]["reason"] is None
+    sandbox = PythonCodeTool(server.settings).availability()
+    assert tools["python_code"]["available"] is sandbox.available
+    if os.environ.get("CI"):
+        assert tools["python_code"]["available"], tools["python_code"]["reason"]
+
+
+def test_invoking_a_tool_returns_its_result(server: RunningServer) -> None:
+    response = invoke(server, "math_calc", {"expression": "integrate x^2 from 0 to 3"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["tool"] == "math_calc"
+    assert body["ok"] is True
+    assert body["data"]["result"] == "9"
+    assert body["text"] == "Integral(x**2, (x, 0, 3)) = 9"
+    assert body["sources"] == []
+
+
+def test_unknown_tool_is_404_in_the_openai_error_shape(server: RunningServer) -> None:
+    error = assert_error(invoke(server, "teleport", {}), 404, "tool_not_found")
+
+    assert error["param"] == "name"
+    assert "Unknown tool 'teleport'" in error["message"] and "math_calc" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "param"),
+    [
+        ("math_calc", {}, "expression"),
+        ("math_calc", {"expression": "1+1", "operation": "guess"}, "operation"),
+        ("data_analysis", {"data": "a\n1", "format": "xml"}, "format"),
+        ("sql_query", {"query": "SELECT 1", "database": "other"}, "database"),
+        ("rag_retrieval", {"query": "x", "top_k": 0}, "top_k"),
+    ],
+)
+def test_invalid_arguments_are_400_naming_the_field(server: RunningServer, tool: str, arguments: dict[str, Any],
+                                                    param: str) -> None:
+    error = assert_error(invoke(server, tool, arguments), 400, "invalid_tool_arguments")
+
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert f"'{param}'" in error["message"]
+
+
+def test_arguments_must_be_a_json_object(server: RunningServer) -> None:
+    error = assert_error(invoke(server, "math_calc", ["1+1"]), 400, "invalid_tool_arguments")
+
+    assert error["param"] is None
+    assert "JSON object" in error["message"]
+
+
+def test_a_failing_tool_is_200_with_ok_false_and_the_reason(server: RunningServer) -> None:
+    response = invoke(server, "sql_query", {"query": "DELETE FROM customers"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is False
+    assert body["text"].startswith("The query failed: only reading statements")
+
+
+def test_an_unavailable_tool_answers_with_its_reason(server: RunningServer) -> None:
+    response = invoke(server, "rag_retrieval", {"query": "invoices"})
+
+    assert response.status_code == 200
+    assert response.json()["ok"] is False
+    assert response.json()["text"] == (
+        "Tool 'rag_retrieval' is unavailable: document retrieval lands with the RAG issue"
+    )
+
+
+def test_tools_run_as_the_signed_in_user_and_see_only_their_files(server: RunningServer) -> None:
+    admin = admin_token(server)
+    name, token = new_user_token(server, admin)
+    files = DataLayout(server.settings.data_dir).user_files_dir(name)
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "budget.csv").write_text("item,cost\nrent,900\nfood,310.5\n", encoding="utf-8")
+
+    own = invoke(server, "sql_query", {"query": "SELECT sum(cost) AS total FROM budget"}, headers=bearer(token))
+    others = invoke(server, "sql_query", {"query": "SELECT sum(cost) FROM budget"}, headers=bearer(admin))
+
+    assert own.status_code == 200 and own.json()["ok"] is True, own.text
+    assert own.json()["data"]["rows"] == [[1210.5]]
+    assert others.json()["ok"] is False
+    assert "no such table: budget" in others.json()["text"]
+
+
+def test_python_code_runs_sandboxed_through_the_api(server: RunningServer) -> None:
+    if not PythonCodeTool(server.settings).availability().available and not os.environ.get("CI"):
+        pytest.skip("no sandbox on this machine")
+
+    response = invoke(server, "python_code", {"code": "import os\nprint(6 * 7, os.getuid() != 0)"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True, body["text"]
+    assert body["data"]["stdout"] == "42 True\n"

@@ -1,0 +1,170 @@
+"""What gets recorded per chat request: new inputs only, the reply with mode and tools, titles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.auth.models import User
+from backend.conversations.conversation_service import (
+    AssistantTurn,
+    ConversationService,
+    new_inputs,
+    new_session_id,
+    title_from,
+)
+from backend.llm.port import ChatMessage, StreamDelta, ToolCall
+from backend.service_errors import InvalidInput
+from backend.storage.conversation_repository import ConversationRepository, SessionNotFound
+from backend.storage.json_store import JsonStore
+from backend.storage.layout import DataLayout
+
+ALICE = User("alice")
+BOB = User("bob")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> ConversationService:
+    return ConversationService(ConversationRepository(JsonStore(tmp_path), DataLayout(tmp_path)))
+
+
+def _reply(text: str, **fields: object) -> AssistantTurn:
+    return AssistantTurn(content=text, model="m", mode="chat", **fields)  # type: ignore[arg-type]
+
+
+def test_new_inputs_are_the_rest_when_the_record_is_a_prefix() -> None:
+    recorded = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    request = [ChatMessage("user", "hi"), ChatMessage("assistant", "hello"), ChatMessage("user", "how are you")]
+    assert new_inputs(recorded, request) == [ChatMessage("user", "how are you")]
+
+
+def test_new_inputs_after_an_edit_are_what_follows_the_last_assistant_turn() -> None:
+    recorded = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    request = [ChatMessage("system", "today is Monday"), ChatMessage("user", "hi"),
+               ChatMessage("assistant", "hello"), ChatMessage("user", "and now?")]
+    assert new_inputs(recorded, request) == [ChatMessage("user", "and now?")]
+    assert new_inputs([], request) == request
+
+
+def test_titles_come_from_the_text_trimmed_to_80_characters() -> None:
+    assert title_from("  What is\n the   capital of France?  ") == "What is the capital of France?"
+    long_title = title_from("word " * 40)
+    assert len(long_title) <= 81 and long_title.endswith("…")
+    assert title_from("   ") == "New conversation"
+
+
+def test_new_session_ids_are_unguessable_and_distinct() -> None:
+    ids = {new_session_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(session_id) >= 32 for session_id in ids)
+
+
+async def test_an_exchange_records_inputs_reply_mode_tools_and_title(service: ConversationService) -> None:
+    session = await service.open_session(ALICE, None)
+    messages = [ChatMessage("system", "be brief"), ChatMessage("user", "What is 2+2?")]
+    await service.record_exchange(session, messages, _reply("4", tools_used=["math_calc"]))
+    stored = await service.get_session(ALICE, session.session_id)
+    assert stored["title"] == "What is 2+2?"
+    assert [(m["role"], m["content"]) for m in stored["messages"]] == [
+        ("system", "be brief"), ("user", "What is 2+2?"), ("assistant", "4"),
+    ]
+    reply = stored["messages"][-1]
+    assert reply["mode"] == "chat" and reply["tools_used"] == ["math_calc"]
+    assert all(message["timestamp"] for message in stored["messages"])
+
+    follow_up = [*messages, ChatMessage("assistant", "4"), ChatMessage("user", "And 3+3?")]
+    await service.record_exchange(session, follow_up, _reply("6"))
+    stored = await service.get_session(ALICE, session.session_id)
+    assert [m["content"] for m in stored["messages"]] == ["be brief", "What is 2+2?", "4", "And 3+3?", "6"]
+
+
+async def test_stream_recorder_saves_what_was_generated_when_the_stream_stops_early(
+    service: ConversationService,
+) -> None:
+    session = await service.open_session(ALICE, "stream-1")
+    recorder = service.stream_recorder(session, [ChatMessage("user", "count")], "m", "auto")
+    recorder.add(StreamDelta(content="one, "))
+    recorder.add(StreamDelta(content="two"))
+    await recorder.finish()
+    await recorder.finish()  # only once
+    stored = await service.get_session(ALICE, "stream-1")
+    assert [m["content"] for m in stored["messages"]] == ["count", "one, two"]
+    assert stored["messages"][-1]["incomplete"] is True
+
+
+async def test_stream_recorder_keeps_tool_calls_and_finish_reason(service: ConversationService) -> None:
+    session = await service.open_session(ALICE, "stream-2")
+    recorder = service.stream_recorder(session, [ChatMessage("user", "weather?")], "m", "auto")
+    recorder.add(StreamDelta(tool_calls=(ToolCall("call_1", "get_weather", '{"city": "Oslo"}'),)))
+    recorder.add(StreamDelta(finish_reason="tool_calls"))
+    await recorder.finish()
+    reply = (await service.get_session(ALICE, "stream-2"))["messages"][-1]
+    assert reply["tool_calls"] == [{"id": "call_1", "name": "get_weather", "arguments": '{"city": "Oslo"}'}]
+    assert reply["finish_reason"] == "tool_calls" and "incomplete" not in reply
+
+
+async def test_someone_elses_session_id_is_refused_and_left_untouched(
+    service: ConversationService, tmp_path: Path
+) -> None:
+    session = await service.open_session(ALICE, "alices")
+    await service.record_exchange(session, [ChatMessage("user", "private")], _reply("ok"))
+    before = (tmp_path / "conversations" / "alices.json").read_bytes()
+    with pytest.raises(SessionNotFound):
+        await service.open_session(BOB, "alices")
+    assert (tmp_path / "conversations" / "alices.json").read_bytes() == before
+
+
+async def test_a_session_claimed_by_someone_else_meanwhile_is_not_written(
+    service: ConversationService, tmp_path: Path
+) -> None:
+    bobs = await service.open_session(BOB, "raced")  # free when Bob's request arrived
+    alices = await service.open_session(ALICE, "raced")
+    await service.record_exchange(alices, [ChatMessage("user", "mine")], _reply("ok"))
+    before = (tmp_path / "conversations" / "raced.json").read_bytes()
+    with pytest.raises(SessionNotFound):
+        await service.record_exchange(bobs, [ChatMessage("user", "intrusion")], _reply("no"))
+    assert (tmp_path / "conversations" / "raced.json").read_bytes() == before
+    assert json.loads(before)["user_id"] == "alice"
+
+
+async def test_an_invalid_session_id_is_a_400_naming_the_field(service: ConversationService) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        await service.open_session(ALICE, "../../etc/passwd")
+    assert caught.value.param == "session_id"
+
+
+async def test_recording_into_a_corrupt_conversation_keeps_the_old_file_aside_and_goes_on(
+    service: ConversationService, tmp_path: Path
+) -> None:
+    session = await service.open_session(ALICE, "damaged")
+    await service.record_exchange(session, [ChatMessage("user", "first")], _reply("one"))
+    path = tmp_path / "conversations" / "damaged.json"
+    path.write_text(path.read_text()[:-20])
+    await service.record_exchange(session, [ChatMessage("user", "second")], _reply("two"))
+    assert [m["content"] for m in (await service.get_session(ALICE, "damaged"))["messages"]] == ["second", "two"]
+    assert len(list(path.parent.glob("damaged.json.corrupt-*"))) == 1
+
+
+async def test_rename_marks_the_title_as_edited_and_it_stays(service: ConversationService) -> None:
+    session = await service.open_session(ALICE, "titled")
+    await service.record_exchange(session, [ChatMessage("user", "first question")], _reply("a"))
+    renamed = await service.rename_session(ALICE, "titled", "  My   title ")
+    assert renamed["title"] == "My title"
+    await service.record_exchange(session, [ChatMessage("user", "more")], _reply("b"))
+    assert (await service.get_session(ALICE, "titled"))["title"] == "My title"
+    with pytest.raises(SessionNotFound):
+        await service.rename_session(BOB, "titled", "stolen")
+
+
+async def test_opening_a_corrupt_session_moves_it_aside_and_starts_afresh(
+    service: ConversationService, tmp_path: Path
+) -> None:
+    folder = tmp_path / "conversations"
+    folder.mkdir()
+    (folder / "broken.json").write_text('{"user_id": "alice", "messages": [')
+    session = await service.open_session(ALICE, "broken")
+    await service.record_exchange(session, [ChatMessage("user", "again")], _reply("ok"))
+    assert [m["content"] for m in (await service.get_session(ALICE, "broken"))["messages"]] == ["again", "ok"]
+    assert len(list(folder.glob("broken.json.corrupt-*"))) == 1

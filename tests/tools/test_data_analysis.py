@@ -1,0 +1,126 @@
+"""data_analysis: statistics of nested JSON and CSV, and clear refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from backend.auth.models import User
+from backend.config import load_settings
+from backend.tools.base import ToolContext, ToolResult
+from backend.tools.data_analysis import MAX_INPUT_CHARS, DataAnalysisArgs, DataAnalysisTool
+from backend.tools.registry import InvalidToolArguments, ToolRegistry
+
+ORDERS = [
+    {"id": 1, "customer": {"name": "Ada", "address": {"city": "Paris"}}, "total": 10.5, "paid": True,
+     "items": [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]},
+    {"id": 2, "customer": {"name": "Ben", "address": {"city": "Lyon"}}, "total": 4, "paid": False,
+     "items": [{"sku": "A", "qty": 5}]},
+    {"id": 3, "customer": {"name": "Cleo", "address": {"city": "Paris"}}, "total": None, "paid": True,
+     "items": []},
+]
+
+
+async def analyse(tmp_path: Path, data: str, fmt: str = "auto") -> ToolResult:
+    context = ToolContext(user=User("alice"), settings=load_settings(data_dir=tmp_path))
+    return await DataAnalysisTool().run(DataAnalysisArgs(data=data, format=fmt), context)
+
+
+async def test_nested_json_is_flattened_to_dotted_paths_with_numeric_statistics(tmp_path: Path) -> None:
+    result = await analyse(tmp_path, json.dumps(ORDERS))
+
+    assert result.ok, result.text
+    fields = result.data["fields"]
+    assert result.data["records"] == 3
+    assert list(fields) == ["id", "customer.name", "customer.address.city", "total", "paid", "items.sku", "items.qty"]
+    assert fields["total"] == {
+        "type": "numeric", "count": 2, "missing": 1,
+        "numeric": {"count": 2, "sum": 14.5, "min": 4, "max": 10.5, "mean": 7.25, "median": 7.25},
+    }
+    assert fields["items.qty"]["numeric"] == {"count": 3, "sum": 8, "min": 1, "max": 5, "mean": 2.66666666667,
+                                              "median": 2}
+    assert fields["id"]["numeric"]["median"] == 2
+
+
+async def test_text_fields_get_distinct_value_counts(tmp_path: Path) -> None:
+    result = await analyse(tmp_path, json.dumps(ORDERS))
+
+    city = result.data["fields"]["customer.address.city"]
+    assert city["type"] == "text"
+    assert city["distinct"] == 2
+    assert city["top_values"] == [{"value": "Paris", "count": 2}, {"value": "Lyon", "count": 1}]
+    paid = result.data["fields"]["paid"]
+    assert paid["top_values"] == [{"value": "true", "count": 2}, {"value": "false", "count": 1}]
+    assert result.data["fields"]["items.sku"]["top_values"] == [{"value": "A", "count": 2}, {"value": "B", "count": 1}]
+    assert "- customer.address.city (text, 3 value(s))\n    2 distinct: 'Paris': 2, 'Lyon': 1" in result.text
+
+
+async def test_a_single_json_object_is_one_record(tmp_path: Path) -> None:
+    result = await analyse(tmp_path, '{"sensor": {"readings": [1, 2, 3, 10]}, "unit": "C"}')
+
+    assert result.data["records"] == 1
+    assert result.data["fields"]["sensor.readings"]["numeric"] == {
+        "count": 4, "sum": 16, "min": 1, "max": 10, "mean": 4, "median": 2.5
+    }
+
+
+async def test_csv_columns_are_typed_and_summarised_with_missing_cells_counted(tmp_path: Path) -> None:
+    data = "city,temp,rain\nParis,12.5,0\nLyon,15,2.5\nParis,,1\nNice,20.5,\n"
+
+    result = await analyse(tmp_path, data)
+
+    assert result.ok, result.text
+    assert result.data["format"] == "csv"
+    assert result.data["records"] == 4
+    temp = result.data["fields"]["temp"]
+    assert temp["missing"] == 1
+    assert temp["numeric"] == {"count": 3, "sum": 48, "min": 12.5, "max": 20.5, "mean": 16, "median": 15}
+    assert result.data["fields"]["city"]["top_values"][0] == {"value": "Paris", "count": 2}
+    assert "    count=3 sum=48 min=12.5 max=20.5 mean=16 median=15" in result.text
+
+
+async def test_semicolon_csv_is_detected(tmp_path: Path) -> None:
+    result = await analyse(tmp_path, "name;score\na;1\nb;3\n")
+
+    assert result.data["fields"]["score"]["numeric"]["mean"] == 2
+
+
+async def test_mixed_column_reports_both_kinds(tmp_path: Path) -> None:
+    result = await analyse(tmp_path, "v\n1\n2\nn/a\nnan\n")
+
+    field = result.data["fields"]["v"]
+    assert field["type"] == "mixed"
+    assert field["numeric"]["sum"] == 3
+    assert field["top_values"] == [{"value": "n/a", "count": 1}, {"value": "nan", "count": 1}]
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "message"),
+    [
+        ('{"a": 1,', "auto", "Cannot analyse the data: invalid JSON at line 1, column 9: Expecting property name"),
+        ('[1, NaN]', "json", "Cannot analyse the data: invalid JSON: NaN is not a JSON number."),
+        ("a,b\n1,2,3\n", "csv", "Cannot analyse the data: CSV line 2 has 3 fields but the header has 2."),
+        ("a,b\n", "csv", "Cannot analyse the data: the CSV has a header but no data rows."),
+        ("   \n", "auto", "Cannot analyse the data: the data is empty."),
+        ("[" * 100 + "]" * 100, "json", "Cannot analyse the data: nesting deeper than 64 levels at '(root)'."),
+    ],
+)
+async def test_invalid_input_gets_a_clear_error(tmp_path: Path, data: str, fmt: str, message: str) -> None:
+    result = await analyse(tmp_path, data, fmt)
+
+    assert not result.ok
+    assert result.text.startswith(message)
+
+
+async def test_input_over_the_size_cap_is_refused_naming_the_field(tmp_path: Path) -> None:
+    registry = ToolRegistry(timeout_s=10)
+    registry.register(DataAnalysisTool())
+    context = ToolContext(user=User("alice"), settings=load_settings(data_dir=tmp_path))
+
+    with pytest.raises(InvalidToolArguments) as raised:
+        await registry.invoke("data_analysis", {"data": "x" * (MAX_INPUT_CHARS + 1)}, context)
+
+    assert raised.value.field == "data"
+    assert "at most 2000000 characters" in raised.value.message

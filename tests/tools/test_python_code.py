@@ -1,0 +1,445 @@
+"""python_code: hostile programs are contained and the server (this test process) carries on unaffected.
+
+These tests never skip silently in CI: if no isolation can be set up and CI is set, they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.auth.models import User
+from backend.config import Settings, load_settings
+from backend.storage.layout import DataLayout
+from backend.tools.base import ToolContext, ToolResult
+from backend.tools.python_code import REPO_ROOT, PythonCodeArgs, PythonCodeTool
+from backend.tools.registry import ToolRegistry
+from backend.tools.sandbox.isolation import SANDBOX_ENV, Isolation, file_system_view, probe
+from backend.tools.sandbox.runner import RunLimits, run_sandboxed
+
+SECRET = "s3cret-" + uuid.uuid4().hex
+
+
+def sandbox_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir, "sandbox_cpu_seconds": 2, "sandbox_wall_seconds": 6, "sandbox_memory_mb": 256,
+        "sandbox_max_processes": 16, "sandbox_max_output_bytes": 65536, "sandbox_disk_mb": 8,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+def require_available(tool: PythonCodeTool) -> None:
+    status = tool.availability()
+    if not status.available:
+        if os.environ.get("CI"):
+            pytest.fail(f"python_code sandbox unavailable in CI: {status.reason}")
+        pytest.skip(f"python_code sandbox unavailable here: {status.reason}")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A DATA_DIR with a secret key and a user's file, as a running server has."""
+    layout = DataLayout(tmp_path / "data")
+    layout.root.mkdir()
+    layout.secret_key_file.write_text(SECRET, encoding="utf-8")
+    layout.secret_key_file.chmod(0o600)
+    files = layout.user_files_dir("alice")
+    files.mkdir(parents=True)
+    (files / "private.txt").write_text(SECRET, encoding="utf-8")
+    return layout.root
+
+
+@pytest.fixture
+def tool(data_dir: Path) -> PythonCodeTool:
+    tool = PythonCodeTool(sandbox_settings(data_dir))
+    require_available(tool)
+    return tool
+
+
+async def run(tool: PythonCodeTool, code: str, data_dir: Path) -> ToolResult:
+    context = ToolContext(user=User("alice"), settings=sandbox_settings(data_dir))
+    return await tool.run(PythonCodeArgs(code=code), context)
+
+
+def host_processes() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def namespaced_processes() -> set[int]:
+    """Processes living in a nested PID namespace (a sandbox's), whatever other work the machine does."""
+    found = set()
+    for pid in host_processes():
+        try:
+            with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+                for line in handle:
+                    if line.startswith("NSpid:") and len(line.split()) > 2:
+                        found.add(pid)
+        except OSError:
+            continue
+    return found
+
+
+def host_processes_with(marker: str) -> list[int]:
+    found = []
+    for pid in host_processes():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if marker.encode() in handle.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+async def processes_after_teardown(marker: str) -> list[int]:
+    """Host processes still carrying `marker` once a PID namespace has had up to 5 s to be torn down."""
+    deadline = time.monotonic() + 5
+    while (found := host_processes_with(marker)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return found
+
+
+class Ticker:
+    """Counts event-loop turns while a sandboxed run goes on: a blocked server would count none."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            self.ticks += 1
+
+
+async def run_while_ticking(tool: PythonCodeTool, code: str, data_dir: Path) -> tuple[ToolResult, int, float]:
+    ticker = Ticker()
+    ticking = asyncio.create_task(ticker.run())
+    started = time.monotonic()
+    try:
+        result = await run(tool, code, data_dir)
+    finally:
+        ticking.cancel()
+    return result, ticker.ticks, time.monotonic() - started
+
+
+async def test_a_program_runs_and_reports_output_status_and_duration(tool: PythonCodeTool, data_dir: Path) -> None:
+    result = await run(tool, "import sys\nprint(sum(range(10)))\nprint('warn', file=sys.stderr)\nsys.exit(0)", data_dir)
+
+    assert result.ok, result.text
+    assert result.data["stdout"] == "45\n"
+    assert result.data["stderr"] == "warn\n"
+    assert result.data["exit_status"] == 0
+    assert result.data["killed"] is False
+    assert 0 < result.data["duration_s"] < 5
+    assert result.text.startswith("Exit status 0 after ")
+    assert "--- stdout ---\n45\n--- stderr ---\nwarn" in result.text
+
+
+async def test_an_exception_gives_the_traceback_and_a_failed_result(tool: PythonCodeTool, data_dir: Path) -> None:
+    result = await run(tool, "def f():\n    return 1 / 0\n\nf()\n", data_dir)
+
+    assert not result.ok
+    assert result.data["exit_status"] == 1
+    assert 'File "main.py", line 2, in f' in result.data["stderr"]
+    assert result.data["stderr"].rstrip().endswith("ZeroDivisionError: division by zero")
+    assert "<string>" not in result.data["stderr"]
+
+
+async def test_numpy_is_importable_when_the_server_has_it(tool: PythonCodeTool, data_dir: Path) -> None:
+    pytest.importorskip("numpy")
+
+    result = await run(tool, "import numpy as np\nprint(int(np.arange(10).sum()))", data_dir)
+
+    assert result.ok, result.text
+    assert result.data["stdout"] == "45\n"
+
+
+async def test_an_infinite_loop_is_stopped_by_the_cpu_limit_while_the_server_keeps_serving(
+    tool: PythonCodeTool, data_dir: Path
+) -> None:
+    result, ticks, elapsed = await run_while_ticking(tool, "while True:\n    pass\n", data_dir)
+
+    assert not result.ok
+    assert result.data["signal"] in ("SIGXCPU", "SIGKILL")
+    assert elapsed < 6
+    assert ticks >= 10
+
+
+async def test_a_sleeping_program_is_killed_at_the_wall_clock(data_dir: Path) -> None:
+    tool = PythonCodeTool(sandbox_settings(data_dir, sandbox_wall_seconds=1.5))
+    require_available(tool)
+
+    result, ticks, elapsed = await run_while_ticking(tool, "import time\ntime.sleep(120)\n", data_dir)
+
+    assert result.data["killed"] is True
+    assert result.data["kill_reason"] == "wall-clock limit of 1.5 s reached"
+    assert result.data["exit_status"] is None
+    assert 1.4 < elapsed < 4
+    assert ticks >= 10
+
+
+async def test_a_fork_bomb_is_held_to_the_process_limit_and_the_host_can_still_fork(
+    tool: PythonCodeTool, data_dir: Path
+) -> None:
+    bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n"
+    baseline = namespaced_processes()
+    task = asyncio.create_task(run(tool, bomb, data_dir))
+    await asyncio.sleep(2.0)
+    during = namespaced_processes() - baseline
+    spawned = subprocess.run(["true"], timeout=10)
+    result = await task
+    deadline = time.monotonic() + 5
+    while namespaced_processes() - baseline and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # the kernel tears a PID namespace down asynchronously
+
+    assert spawned.returncode == 0
+    assert 16 <= len(during) <= 16 + 2  # the limit reached, plus the namespace's init
+    assert not result.ok
+    assert namespaced_processes() - baseline == set()
+
+
+async def test_a_memory_bomb_fails_inside_the_sandbox(tool: PythonCodeTool, data_dir: Path) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code = "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))\n"
+
+    result = await run(tool, code, data_dir)
+
+    assert not result.ok
+    assert result.data["stderr"].rstrip().endswith("MemoryError")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB: the server did not grow
+
+
+async def test_data_dir_the_secret_key_and_the_repository_are_invisible(tool: PythonCodeTool, data_dir: Path) -> None:
+    layout = DataLayout(data_dir)
+    code = f"""
+import os
+for path in [{str(layout.secret_key_file)!r}, {str(layout.user_files_dir('alice') / 'private.txt')!r},
+             {str(data_dir)!r}, {str(REPO_ROOT)!r}, {str(REPO_ROOT / 'backend' / 'config.py')!r}]:
+    try:
+        with open(path) as handle:
+            print('READ', path, handle.read()[:40])
+    except OSError as error:
+        print('DENIED', path, type(error).__name__)
+candidates = [f'/proc/{{pid}}/{{name}}' for pid in os.listdir('/proc') if pid.isdigit()
+              for name in ('environ', 'cmdline')]
+for top in ('/etc', '/sandbox', '/tmp', '/dev'):
+    for folder, _, names in os.walk(top):
+        candidates += [os.path.join(folder, name) for name in names]
+found = []
+for path in candidates:
+    try:
+        if path.startswith('/proc/') or os.path.isfile(path):
+            with open(path, 'rb') as handle:
+                if bytes.fromhex({SECRET.encode().hex()!r}) in handle.read(1 << 20):
+                    found.append(path)
+    except OSError:
+        pass
+print('FOUND', found, len(candidates) > 5)
+print('ENV', sorted(os.environ))
+"""
+    result = await run(tool, code, data_dir)
+
+    assert result.ok, result.text
+    lines = result.data["stdout"].splitlines()
+    assert not [line for line in lines if line.startswith("READ")]
+    assert len([line for line in lines if line.startswith("DENIED")]) == 5
+    assert "FOUND [] True" in lines
+    assert SECRET not in result.data["stdout"]
+    env = next(line for line in lines if line.startswith("ENV"))
+    assert set(eval(env[4:])) <= set(SANDBOX_ENV) | {"PWD"}  # noqa: S307 - our own program's printed list
+
+
+async def test_writes_outside_the_scratch_folder_fail_and_the_scratch_folder_vanishes(
+    tool: PythonCodeTool, data_dir: Path
+) -> None:
+    host_tmp = Path(tempfile.gettempdir())
+    refused = ["/usr/evil.txt", "/etc/passwd", "/evil.txt", "/opt/evil.txt", str(data_dir / "evil.txt"),
+               str(REPO_ROOT / "evil.txt")]
+    scratch_only = f"/tmp/sandbox-evil-{uuid.uuid4().hex}.txt"  # /tmp inside is the scratch folder
+    code = f"""
+import os
+for path in {refused + [scratch_only]!r}:
+    try:
+        with open(path, 'w') as handle:
+            handle.write('x')
+        print('WROTE', path)
+    except OSError as error:
+        print('REFUSED', path, type(error).__name__)
+with open('scratch.txt', 'w') as handle:
+    handle.write('kept only for this run')
+print('SCRATCH', os.getcwd(), open('scratch.txt').read())
+"""
+    passwd = Path("/etc/passwd").read_bytes()
+    folders_before = set(host_tmp.glob("sandbox-run-*"))
+
+    result = await run(tool, code, data_dir)
+
+    assert result.ok, result.text
+    lines = result.data["stdout"].splitlines()
+    assert [line.split()[:2] for line in lines[: len(refused)]] == [["REFUSED", path] for path in refused]
+    assert lines[len(refused)] == f"WROTE {scratch_only}"
+    assert lines[-1] == "SCRATCH /sandbox kept only for this run"
+    for path in [*refused[2:], scratch_only, "/usr/evil.txt"]:
+        assert not Path(path).exists()
+    assert Path("/etc/passwd").read_bytes() == passwd
+    assert set(host_tmp.glob("sandbox-run-*")) == folders_before
+
+
+async def test_filling_the_scratch_folder_stops_at_its_size(tool: PythonCodeTool, data_dir: Path) -> None:
+    code = "with open('big.bin', 'wb') as handle:\n    while True:\n        handle.write(b'x' * 1048576)\n"
+
+    result = await run(tool, code, data_dir)
+
+    assert not result.ok
+    assert "File too large" in result.data["stderr"] or "No space left" in result.data["stderr"]
+
+
+async def test_no_network_not_even_the_servers_own_port(tool: PythonCodeTool, data_dir: Path) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code = f"""
+import socket
+for host, port in [('127.0.0.1', {port}), ('1.1.1.1', 80), ('10.0.0.1', 80)]:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        print('CONNECTED', host)
+    except OSError as error:
+        print('BLOCKED', host, type(error).__name__)
+print('INTERFACES', [name for _, name in socket.if_nameindex()])
+"""
+        listener.settimeout(0.1)
+        result = await run(tool, code, data_dir)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+
+    assert result.ok, result.text
+    out = result.data["stdout"]
+    assert "CONNECTED" not in out
+    assert out.count("BLOCKED") == 3
+    assert "INTERFACES ['lo']" in out or "INTERFACES []" in out
+
+
+async def test_a_spawned_subprocess_is_confined_and_dies_with_the_run(tool: PythonCodeTool, data_dir: Path) -> None:
+    marker = f"detached-{uuid.uuid4().hex}"
+    code = f"""
+import subprocess, sys, time
+print(subprocess.run(['ls', {str(data_dir)!r}], capture_output=True, text=True).returncode)
+child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)', {marker!r}], start_new_session=True)
+time.sleep(0.5)
+print('spawned', child.poll() is None)
+"""
+    result = await run(tool, code, data_dir)
+
+    assert result.ok, result.text
+    assert result.data["stdout"] == "2\nspawned True\n"  # ls: no such folder in the sandbox
+    assert await processes_after_teardown(marker) == []
+
+
+async def test_printing_100_mb_is_cut_at_the_cap_without_buffering_it(tool: PythonCodeTool, data_dir: Path) -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    result, ticks, elapsed = await run_while_ticking(
+        tool, "import sys\nfor _ in range(100):\n    sys.stdout.write('x' * 1_000_000)\n", data_dir
+    )
+
+    assert not result.ok
+    assert result.data["stdout_truncated"] is True
+    assert result.data["kill_reason"] == "output exceeded 65536 bytes"
+    assert len(result.data["stdout"]) == 65536
+    assert elapsed < 5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024
+
+
+async def test_a_registry_timeout_shorter_than_the_run_still_kills_the_program(data_dir: Path) -> None:
+    tool = PythonCodeTool(sandbox_settings(data_dir, sandbox_wall_seconds=60))
+    require_available(tool)
+    registry = ToolRegistry(timeout_s=1.0)
+    registry.register(tool)
+    marker = f"cancelled-{uuid.uuid4().hex}"
+    context = ToolContext(user=User("alice"), settings=sandbox_settings(data_dir))
+
+    code = f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', 'import time; time.sleep(60)', '{marker}'])"
+    invocation = asyncio.create_task(registry.invoke("python_code", {"code": code}, context))
+    seen: list[int] = []
+    while not seen and not invocation.done():
+        await asyncio.sleep(0.05)
+        seen = host_processes_with(marker)
+    result = await invocation
+
+    assert seen, "the sandboxed sleeper should have been visible from the host while it ran"
+    assert result.text == "Tool 'python_code' did not finish within 1 s and was stopped."
+    assert await processes_after_teardown(marker) == []
+
+
+def test_the_tool_fails_closed_when_the_sandbox_would_show_data_dir() -> None:
+    visible = Path("/usr/share")  # bound read-only into every sandbox, so a DATA_DIR here would leak
+    tool = PythonCodeTool(sandbox_settings(visible))
+
+    status = tool.availability()
+
+    assert not status.available
+    assert f"sees {visible}" in status.reason or "neither bubblewrap" in status.reason
+
+
+@pytest.fixture
+def every_isolation() -> Iterator[list[Isolation]]:
+    """Every isolation mode that works on this machine, including the user-namespace one when root."""
+    view = file_system_view()
+    modes = [
+        Isolation("bwrap-root", view, bwrap=shutil.which("bwrap"), setpriv=shutil.which("setpriv")),
+        Isolation("bwrap-userns", view, bwrap=shutil.which("bwrap")),
+        Isolation("unshare-root", view, unshare=shutil.which("unshare")),
+    ]
+    usable = [
+        mode for mode in modes
+        if (mode.bwrap or mode.unshare) and (mode.mode == "bwrap-userns" or os.geteuid() == 0)
+        and (mode.mode != "bwrap-root" or mode.setpriv)
+        and probe(mode, ["/work", "/home"]) is None
+    ]
+    if not usable:
+        if os.environ.get("CI"):
+            pytest.fail("no sandbox isolation mode works in CI")
+        pytest.skip("no sandbox isolation mode works here")
+    yield usable
+
+
+async def test_every_working_isolation_mode_hides_the_host_and_the_network(
+    every_isolation: list[Isolation], data_dir: Path
+) -> None:
+    code = f"""
+import os, socket
+print(os.path.exists({str(data_dir)!r}), os.path.exists({str(REPO_ROOT)!r}))
+print(os.getuid() != 0, [n for _, n in socket.if_nameindex() if n != 'lo'])
+try:
+    open('/usr/evil', 'w')
+except OSError as error:
+    print(type(error).__name__)
+print(sorted(os.listdir('/')))
+print(sorted(os.environ))
+"""
+    limits = RunLimits(cpu_seconds=2, memory_bytes=256 * 2**20, max_processes=8, scratch_bytes=2**20,
+                       wall_seconds=10, max_output_bytes=4096)
+    for isolation in every_isolation:
+        uid = 2_000_000_003 if isolation.runs_as_root() else 65534
+        report = await run_sandboxed(isolation, code, limits, uid)
+        assert report.succeeded, (isolation.mode, report.stderr)
+        lines = report.stdout.splitlines()
+        assert lines[:3] == ["False False", "True []", "OSError"], isolation.mode
+        assert set(eval(lines[3])) <= {  # noqa: S307 - the listing our own program printed
+            "bin", "dev", "etc", "lib", "lib64", "opt", "proc", "root", "sandbox", "sbin", "tmp", "usr"
+        }, isolation.mode
+        assert set(eval(lines[4])) <= set(SANDBOX_ENV) | {"PWD"}, isolation.mode  # noqa: S307

@@ -1,0 +1,260 @@
+"""The registry: validation naming the field, availability, timeout, exceptions as failed results, specs, LangChain."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import StructuredTool
+from pydantic import BaseModel, Field
+
+from backend.auth.models import User
+from backend.config import load_settings
+from backend.tools.base import Availability, Source, Tool, ToolContext, ToolResult
+from backend.tools.catalog import build_tool_registry
+from backend.tools.registry import InvalidToolArguments, ToolError, ToolRegistry, UnknownTool
+
+
+class EchoArgs(BaseModel):
+    text: str = Field(min_length=1, description="What to echo.")
+    times: int = Field(1, ge=1, le=3, description="How often.")
+
+
+class EchoTool:
+    """A scripted tool: echoes, so every registry behaviour is visible in the result."""
+
+    name = "echo"
+    description = "Echo the text."
+    args_model: type[BaseModel] = EchoArgs
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[EchoArgs, str]] = []
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        assert isinstance(args, EchoArgs)
+        self.calls.append((args, context.user.username))
+        return ToolResult(
+            ok=True, text=" ".join([args.text] * args.times), data={"user": context.user.username},
+            sources=[Source(title="echo")],
+        )
+
+
+class SlowTool(EchoTool):
+    name = "slow"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = False
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return ToolResult(ok=True, text="never")
+
+
+class BrokenTool(EchoTool):
+    name = "broken"
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        raise RuntimeError("disk on fire")
+
+
+class OffTool(EchoTool):
+    name = "off"
+
+    def availability(self) -> Availability:
+        return Availability(False, "needs a key")
+
+
+class BadCheckTool(EchoTool):
+    name = "bad_check"
+
+    def availability(self) -> Availability:
+        raise OSError("probe crashed")
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> ToolContext:
+    return ToolContext(user=User("alice"), settings=load_settings(data_dir=tmp_path))
+
+
+@pytest.fixture
+def echo() -> EchoTool:
+    return EchoTool()
+
+
+@pytest.fixture
+def registry(echo: EchoTool) -> ToolRegistry:
+    registry = ToolRegistry(timeout_s=0.5)
+    for tool in (echo, SlowTool(), BrokenTool(), OffTool(), BadCheckTool()):
+        registry.register(tool)
+    return registry
+
+
+async def test_invoke_validates_and_runs_the_tool_as_the_context_user(registry: ToolRegistry, echo: EchoTool,
+                                                                      context: ToolContext) -> None:
+    result = await registry.invoke("echo", {"text": "hi", "times": 2}, context)
+
+    assert result.ok and result.text == "hi hi"
+    assert result.data == {"user": "alice"}
+    assert echo.calls[0][0] == EchoArgs(text="hi", times=2)
+    assert echo.calls[0][1] == "alice"
+
+
+async def test_invalid_value_raises_invalid_tool_arguments_naming_the_field(registry: ToolRegistry,
+                                                                           context: ToolContext) -> None:
+    with pytest.raises(InvalidToolArguments) as raised:
+        await registry.invoke("echo", {"text": "hi", "times": 9}, context)
+
+    assert raised.value.field == "times"
+    assert "less than or equal to 3" in raised.value.message
+
+
+async def test_missing_argument_is_named(registry: ToolRegistry, context: ToolContext) -> None:
+    with pytest.raises(InvalidToolArguments) as raised:
+        await registry.invoke("echo", {}, context)
+
+    assert raised.value.field == "text"
+    assert "required" in raised.value.message.lower()
+
+
+async def test_unknown_argument_is_refused_rather_than_ignored(registry: ToolRegistry, echo: EchoTool,
+                                                              context: ToolContext) -> None:
+    with pytest.raises(InvalidToolArguments) as raised:
+        await registry.invoke("echo", {"text": "hi", "tims": 2}, context)
+
+    assert raised.value.field == "tims"
+    assert "expected: text, times" in raised.value.message
+    assert echo.calls == []
+
+
+async def test_arguments_that_are_not_an_object_are_refused(registry: ToolRegistry, context: ToolContext) -> None:
+    with pytest.raises(InvalidToolArguments) as raised:
+        await registry.invoke("echo", ["hi"], context)
+
+    assert raised.value.field is None
+
+
+async def test_unknown_tool_lists_the_known_ones(registry: ToolRegistry, context: ToolContext) -> None:
+    with pytest.raises(UnknownTool) as raised:
+        await registry.invoke("nope", {}, context)
+
+    assert isinstance(raised.value, ToolError)
+    assert "Available tools: bad_check, broken, echo, off, slow." in str(raised.value)
+
+
+async def test_a_slow_tool_is_stopped_at_the_timeout_and_becomes_a_failed_result(registry: ToolRegistry,
+                                                                                 context: ToolContext) -> None:
+    slow = registry.get("slow")
+    assert isinstance(slow, SlowTool)
+
+    result = await registry.invoke("slow", {"text": "x"}, context)
+
+    assert not result.ok
+    assert result.text == "Tool 'slow' did not finish within 0.5 s and was stopped."
+    assert slow.cancelled
+
+
+async def test_an_exception_in_a_tool_becomes_a_failed_result_with_the_message(registry: ToolRegistry,
+                                                                              context: ToolContext) -> None:
+    result = await registry.invoke("broken", {"text": "x"}, context)
+
+    assert not result.ok
+    assert result.text == "Tool 'broken' failed: RuntimeError: disk on fire"
+
+
+async def test_an_unavailable_tool_is_not_run_and_says_why(registry: ToolRegistry, context: ToolContext) -> None:
+    result = await registry.invoke("off", {"text": "x"}, context)
+
+    assert not result.ok
+    assert result.text == "Tool 'off' is unavailable: needs a key"
+
+
+def test_a_crashing_availability_check_reads_as_unavailable(registry: ToolRegistry) -> None:
+    status = registry.availability("bad_check")
+
+    assert not status.available
+    assert status.reason == "availability check failed: probe crashed"
+
+
+def test_a_name_can_be_registered_once(registry: ToolRegistry) -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(EchoTool())
+
+
+def test_openai_specs_carry_the_schema_of_available_tools_only(registry: ToolRegistry) -> None:
+    specs = registry.openai_tool_specs()
+
+    assert [spec["function"]["name"] for spec in specs] == ["echo", "slow", "broken"]
+    echo = specs[0]
+    assert echo["type"] == "function"
+    assert echo["function"]["description"] == "Echo the text."
+    parameters = echo["function"]["parameters"]
+    assert parameters["type"] == "object"
+    assert parameters["required"] == ["text"]
+    assert parameters["additionalProperties"] is False
+    assert parameters["properties"]["times"] == {
+        "default": 1, "description": "How often.", "maximum": 3, "minimum": 1, "type": "integer"
+    }
+    assert len(registry.openai_tool_specs(only_available=False)) == 5
+
+
+async def test_langchain_tools_run_through_the_registry_and_keep_the_result_as_artifact(
+    registry: ToolRegistry, echo: EchoTool, context: ToolContext
+) -> None:
+    tools = {tool.name: tool for tool in registry.as_langchain_tools(context)}
+    assert set(tools) == {"echo", "slow", "broken"}
+    assert all(isinstance(tool, StructuredTool) for tool in tools.values())
+
+    message = await tools["echo"].ainvoke(
+        {"type": "tool_call", "id": "call_1", "name": "echo", "args": {"text": "yo", "times": 3}}
+    )
+
+    assert isinstance(message, ToolMessage)
+    assert message.content == "yo yo yo"
+    assert message.tool_call_id == "call_1"
+    assert isinstance(message.artifact, ToolResult) and message.artifact.data == {"user": "alice"}
+    assert echo.calls[-1][1] == "alice"
+
+
+async def test_langchain_tool_with_bad_arguments_returns_the_problem_to_the_model(
+    registry: ToolRegistry, context: ToolContext
+) -> None:
+    tool = next(t for t in registry.as_langchain_tools(context) if t.name == "echo")
+
+    message = await tool.ainvoke({"type": "tool_call", "id": "call_2", "name": "echo", "args": {"times": 2}})
+
+    assert isinstance(message, ToolMessage)
+    assert message.content == "Invalid value for 'text': Field required"
+
+
+async def test_langchain_tool_failure_is_an_observation_not_an_exception(registry: ToolRegistry,
+                                                                         context: ToolContext) -> None:
+    tool = next(t for t in registry.as_langchain_tools(context) if t.name == "broken")
+
+    message = await tool.ainvoke({"type": "tool_call", "id": "call_3", "name": "broken", "args": {"text": "x"}})
+
+    assert message.content == "Tool 'broken' failed: RuntimeError: disk on fire"
+    assert message.artifact.ok is False
+
+
+async def test_catalog_registers_the_local_tools_each_implementing_the_protocol(tmp_path: Path) -> None:
+    registry = build_tool_registry(load_settings(data_dir=tmp_path))
+    try:
+        names = {tool.name for tool in registry.list()}
+        assert {"rag_retrieval", "data_analysis", "python_code", "math_calc", "sql_query"} <= names
+        assert all(isinstance(tool, Tool) for tool in registry.list())
+        rag = registry.availability("rag_retrieval")
+        assert (rag.available, rag.reason) == (False, "document retrieval lands with the RAG issue")
+        assert registry.availability("data_analysis").available
+        assert registry.availability("sql_query").available
+    finally:
+        await registry.aclose()
