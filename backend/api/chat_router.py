@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header
@@ -24,6 +24,7 @@ from backend.api.openai_schemas import (
 )
 from backend.conversations.conversation_service import AssistantTurn, StreamRecorder
 from backend.llm.port import LLMError, StreamDelta, Usage
+from backend.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ async def chat_completions(
 
 
 async def _sse(
-    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncIterator[StreamDelta], metrics: Any,
+    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncIterator[StreamDelta], metrics: Metrics,
     recorder: StreamRecorder,
 ) -> AsyncIterator[str]:
     """The SSE body. Runs until done or until the client leaves, which closes `deltas` and stops generation."""
@@ -108,9 +109,9 @@ async def _sse(
         logger.exception("Stream failed after the response started")
         yield sse_event(APIError(500, "Internal server error; see the server log.", type="server_error").body())
     finally:
-        # Recorded also when the client left mid-stream (what was generated so far); shielded so a
-        # cancelled request still finishes the write.
+        # Stop the generation first, then record what was generated (also when the client left
+        # mid-stream); shielded so a cancelled request still finishes both.
         with anyio.CancelScope(shield=True):
+            await deltas.aclose()  # type: ignore[attr-defined]
             await recorder.finish()
-        await deltas.aclose()  # type: ignore[attr-defined]
         metrics.active_streams.dec()

@@ -58,7 +58,10 @@ class LlamaCppBackend:
         from llama_cpp import Llama, llama_chat_format
 
         self._llama = Llama(
-            model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 1, verbose=False
+            # Default as llama-cpp-python: half the cores. llama.cpp's threads spin at barriers, so using
+            # every core lets any other load (HTTP, tools, tests) slow generation down many times over.
+            model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or max((os.cpu_count() or 2) // 2, 1),
+            verbose=False,
         )
         template = self._llama.metadata.get("tokenizer.chat_template")
         vocab = self._llama._model

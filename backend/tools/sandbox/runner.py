@@ -180,7 +180,8 @@ async def run_sandboxed(isolation: Isolation, code: str, limits: RunLimits, uid:
 def default_uid_slots(isolation: Isolation, size: int) -> UidSlots:
     """Root modes get distinct real uids; the user-namespace mode maps every run to `nobody` inside."""
     if isolation.runs_as_root():
-        return UidSlots(size, SANDBOX_UID_BASE)
+        # Offset by our pid so that several server workers on one host never share a uid.
+        return UidSlots(size, SANDBOX_UID_BASE + (os.getpid() % 1_000_000) * size)
     return _SameUid(size)
 
 
