@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable
+from typing import Annotated, TypeVar
 
 import anyio
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend.agents.chat_service import ChatTurn
@@ -30,9 +32,12 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
+T = TypeVar("T")
+
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
+    request: Request,
     body: ChatCompletionRequest,
     chat: ChatServiceDep,
     metrics: MetricsDep,
@@ -48,7 +53,12 @@ async def chat_completions(
     session_field = {"session_id": session.session_id}
     turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode)
     if not body.stream:
-        result = await chat.complete(turn)
+        try:
+            result = await _unless_client_leaves(request, chat.complete(turn))
+        except ClientGone:
+            return JSONResponse(
+                APIError(499, "The client closed the request.", code="client_closed_request").body(), 499
+            )
         await conversations.record_exchange(session, turn.messages, AssistantTurn(
             content=result.content, model=body.model, mode=body.mode,
             tool_calls=result.tool_calls, finish_reason=result.finish_reason,
@@ -78,6 +88,30 @@ async def chat_completions(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Session-Id": session.session_id},
     )
+
+
+class ClientGone(Exception):
+    """The client disconnected before its non-streamed answer was ready."""
+
+
+DISCONNECT_POLL_S = 0.25
+
+
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (and so its generation) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                raise ClientGone
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
 
 
 async def _sse(

@@ -103,6 +103,11 @@ class ChatCompletionRequest(_Lenient):
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     logit_bias: dict[str, float] | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | None = Field(None, description="Not supported: `true` is refused with a 400.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="Not supported: a value above 0 is refused.")
+    modalities: list[str] | None = Field(None, description="Only `text` is supported.")
     user: str | None = None
     mode: ChatMode = Field("auto", description="`auto`, `chat`, `react` or `plan_execute` (extra_body).")
     session_id: str | None = Field(None, description="Conversation to record this exchange in (extra_body).")
@@ -118,6 +123,19 @@ class ChatCompletionRequest(_Lenient):
         """Known fields with values this server cannot honour get a 400 naming them."""
         if self.n is not None and self.n != 1:
             raise APIError(400, "Only n=1 is supported.", param="n", code="unsupported_value")
+        if self.logprobs or self.top_logprobs:
+            param = "logprobs" if self.logprobs else "top_logprobs"
+            raise APIError(400, "Log probabilities are not supported.", param=param, code="unsupported_value")
+        if self.modalities and set(self.modalities) != {"text"}:
+            raise APIError(400, "Only the text modality is supported.", param="modalities", code="unsupported_value")
+        for index, message in enumerate(self.messages):
+            for call_index, call in enumerate(message.tool_calls or []):
+                if isinstance(call.function.arguments, str) and not _is_json_object(call.function.arguments):
+                    raise APIError(
+                        400, "Tool call arguments must be a JSON object encoded as a string.",
+                        param=f"messages[{index}].tool_calls[{call_index}].function.arguments",
+                        code="invalid_value",
+                    )
         for index, message in enumerate(self.messages):
             if isinstance(message.content, list):
                 for part in message.content:
@@ -173,7 +191,19 @@ class ChatCompletionRequest(_Lenient):
             tools=tuple(tool.model_dump() for tool in self.tools or []),
             tool_choice=tool_choice,
             logit_bias=logit_bias,
+            presence_penalty=self.presence_penalty,
+            frequency_penalty=self.frequency_penalty,
         )
+
+
+def _is_json_object(text: str) -> bool:
+    """Empty arguments mean no arguments, as clients send for parameterless functions."""
+    if not text.strip():
+        return True
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def _flatten(content: str | list[ContentPart] | None) -> str | None:
@@ -188,7 +218,7 @@ def _to_chat_message(message: MessageIn) -> ChatMessage:
         ToolCall(
             id=call.id or new_tool_call_id(),
             name=call.function.name,
-            arguments=call.function.arguments
+            arguments=(call.function.arguments.strip() or "{}")
             if isinstance(call.function.arguments, str)
             else json.dumps(call.function.arguments),
         )

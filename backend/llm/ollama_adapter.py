@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import ollama
 
+from backend.llm.redaction import display_url
 from backend.llm.port import (
     BackendHealth,
     BackendUnavailable,
@@ -28,6 +29,7 @@ from backend.llm.port import (
     Usage,
     new_tool_call_id,
 )
+from backend.llm.tool_prompt import parse_tool_output, tool_output_schema, tool_system_prompt
 
 
 def _ollama_message(message: ChatMessage, names_by_call_id: dict[str, str]) -> dict[str, Any]:
@@ -51,6 +53,8 @@ def _ollama_options(options: GenerationOptions) -> dict[str, Any]:
         "top_p": options.top_p,
         "seed": options.seed,
         "stop": list(options.stop) or None,
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": options.frequency_penalty,
     }
     return {key: value for key, value in values.items() if value is not None}
 
@@ -60,6 +64,7 @@ class OllamaBackend:
 
     def __init__(self, host: str, default_model: str, timeout_s: float) -> None:
         self.host = host
+        self._shown_url = display_url(host)
         self.default_model = default_model
         self._client = ollama.AsyncClient(host=host, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)))
 
@@ -67,7 +72,7 @@ class OllamaBackend:
         try:
             return await coroutine
         except (ConnectionError, httpx.TransportError) as error:
-            raise BackendUnavailable(f"Ollama at {self.host} is not reachable: {error}") from None
+            raise BackendUnavailable(f"Ollama at {self._shown_url} is not reachable: {error}") from None
 
     async def list_models(self) -> list[ModelInfo]:
         listing = await self._call(self._client.list())
@@ -95,24 +100,29 @@ class OllamaBackend:
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[StreamDelta]:
         names_by_call_id = {call.id: call.name for message in messages for call in message.tool_calls}
+        wire_messages = [_ollama_message(message, names_by_call_id) for message in messages]
         format_: Any = None
         if options.json_schema is not None:
             format_ = options.json_schema
         elif options.json_object:
             format_ = "json"
         tools = list(options.tools) if options.tools and options.tool_choice != "none" else None
+        # Ollama ignores tool_choice; a required or named call is forced through `format` instead,
+        # with the tools described in the prompt, and the constrained answer parsed into calls.
+        forced = bool(tools) and options.tool_choice != "auto"
+        if forced and tools:
+            format_ = tool_output_schema(tools, options.tool_choice)
+            wire_messages.insert(0, {"role": "system", "content": tool_system_prompt(tools, options.tool_choice)})
+            tools = None
         try:
             stream = await self._call(
                 self._client.chat(
-                    model=model,
-                    messages=[_ollama_message(message, names_by_call_id) for message in messages],
-                    tools=tools,
-                    stream=True,
-                    format=format_,
-                    options=_ollama_options(options),
+                    model=model, messages=wire_messages, tools=tools, stream=True,
+                    format=format_, options=_ollama_options(options),
                 )
             )
             calls: list[ToolCall] = []
+            held: list[str] = []
             async for part in stream:
                 message = part.message
                 for call in message.tool_calls or []:
@@ -120,14 +130,19 @@ class OllamaBackend:
                         ToolCall(id=new_tool_call_id(), name=call.function.name,
                                  arguments=json.dumps(dict(call.function.arguments or {})))
                     )
+                content = message.content or ""
+                if forced:
+                    held.append(content)
+                    content = ""
                 if not part.done:
-                    if message.content:
-                        yield StreamDelta(content=message.content)
+                    if content:
+                        yield StreamDelta(content=content)
                     continue
+                if forced:
+                    content, calls = parse_tool_output("".join(held))
                 finish = "tool_calls" if calls else ("length" if part.done_reason == "length" else "stop")
                 usage = Usage(prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0)
-                yield StreamDelta(content=message.content or "", tool_calls=tuple(calls),
-                                  finish_reason=finish, usage=usage)
+                yield StreamDelta(content=content, tool_calls=tuple(calls), finish_reason=finish, usage=usage)
         except ollama.ResponseError as error:
             if error.status_code == 404:
                 raise ModelNotFound(model) from None
@@ -135,4 +150,4 @@ class OllamaBackend:
                 raise UnsupportedRequest(f"Ollama refused the request: {error.error}") from None
             raise BackendUnavailable(f"Ollama failed: {error.error}") from None
         except (ConnectionError, httpx.TransportError) as error:
-            raise BackendUnavailable(f"Ollama at {self.host} is not reachable: {error}") from None
+            raise BackendUnavailable(f"Ollama at {self._shown_url} is not reachable: {error}") from None

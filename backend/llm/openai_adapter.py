@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 
+from backend.llm.redaction import display_url
 from backend.llm.port import (
     BackendHealth,
     BackendUnavailable,
@@ -44,6 +45,8 @@ def _request_args(options: GenerationOptions) -> dict[str, Any]:
         "top_p": options.top_p,
         "seed": options.seed,
         "stop": list(options.stop) or None,
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": options.frequency_penalty,
         "logit_bias": {str(token): bias for token, bias in options.logit_bias.items()} if options.logit_bias else None,
     }
     if options.json_schema is not None:
@@ -64,6 +67,7 @@ class OpenAICompatibleBackend:
 
     def __init__(self, base_url: str, api_key: str | None, default_model: str | None, timeout_s: float) -> None:
         self.base_url = base_url
+        self._shown_url = display_url(base_url)
         self.default_model = default_model or ""
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
 
@@ -73,7 +77,7 @@ class OpenAICompatibleBackend:
         if isinstance(error, openai.BadRequestError | openai.UnprocessableEntityError):
             return UnsupportedRequest(f"The upstream refused the request: {error.message}")
         if isinstance(error, openai.APIConnectionError | openai.APITimeoutError):
-            return BackendUnavailable(f"The upstream at {self.base_url} is not reachable: {error}")
+            return BackendUnavailable(f"The upstream at {self._shown_url} is not reachable: {error}")
         return BackendUnavailable(f"The upstream failed: {error}")
 
     async def list_models(self) -> list[ModelInfo]:

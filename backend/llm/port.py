@@ -60,6 +60,8 @@ class GenerationOptions:
     """OpenAI function specs: `{"type": "function", "function": {name, description, parameters}}`."""
     tool_choice: ToolChoice = "auto"
     logit_bias: dict[int, float] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
 
 @dataclass(frozen=True)

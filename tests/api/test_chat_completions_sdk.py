@@ -320,3 +320,37 @@ def test_unsupported_json_schema_is_a_bad_request_not_a_server_error(client: ope
                 "name": "x", "schema": {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}}},
         )
     assert caught.value.param == "response_format"
+
+
+def test_tool_call_arguments_that_are_not_json_are_a_bad_request(client: openai.OpenAI, model_id: str) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=model_id,
+            messages=[
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": "{city: Paris}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+        )
+    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"logprobs": True}, "logprobs"), ({"top_logprobs": 3}, "top_logprobs"), ({"modalities": ["audio"]}, "modalities"),
+])
+def test_logprobs_and_audio_are_refused_by_name(
+    client: openai.OpenAI, model_id: str, extra: dict[str, object], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model_id, messages=HELLO, max_tokens=2, extra_body=extra)  # type: ignore[arg-type]
+    assert caught.value.param == param
+
+
+def test_presence_and_frequency_penalties_change_sampling(client: openai.OpenAI, model_id: str) -> None:
+    request = {"model": model_id, "messages": [{"role": "user", "content": "Repeat the word cat many times."}],
+               "max_tokens": 30, "temperature": 0}
+    plain = client.chat.completions.create(**request).choices[0].message.content  # type: ignore[call-overload]
+    penalised = client.chat.completions.create(  # type: ignore[call-overload]
+        **request, presence_penalty=2.0, frequency_penalty=2.0).choices[0].message.content
+    assert plain != penalised

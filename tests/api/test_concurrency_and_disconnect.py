@@ -7,6 +7,7 @@ import re
 import time
 
 import httpx
+import pytest
 import openai
 
 from tests.conftest import RunningServer
@@ -94,3 +95,21 @@ def test_client_disconnect_stops_the_generation(server: RunningServer, model_id:
     )
     assert completion.status_code == 200
     assert _metric(server, "llm_active_streams") == 0
+
+
+def test_client_leaving_a_non_streamed_request_stops_its_generation(server: RunningServer, model_id: str) -> None:
+    cancelled_before = _metric(server, "llm_generations_cancelled_total")
+    tokens_before = _metric(server, "llm_tokens_generated_total")
+    body = {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "Write a very long essay about the history of the world."}],
+        "max_tokens": 1500,
+        "logit_bias": {"0": -100, "1": -100, "2": -100},
+    }
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{server.v1}/chat/completions", json=body, headers=server.headers(), timeout=1.0)
+    deadline = time.monotonic() + 20
+    while _metric(server, "llm_generations_cancelled_total") <= cancelled_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _metric(server, "llm_generations_cancelled_total") == cancelled_before + 1
+    assert _metric(server, "llm_tokens_generated_total") - tokens_before < 1500

@@ -134,3 +134,33 @@ def test_cors_preflight_allows_any_sdk_header_without_auth(tmp_path: Path) -> No
     assert response.headers["access-control-allow-origin"] == "http://ui.test"
     allowed = response.headers["access-control-allow-headers"].lower()
     assert "x-stainless-os" in allowed and "openai-project" in allowed
+
+
+def test_backend_that_accepts_but_never_answers_gives_503_within_the_timeout(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(silent.accept()[0]) for _ in range(16)], daemon=True).start()
+    host = f"http://user:hunter2@127.0.0.1:{silent.getsockname()[1]}"
+    settings = make_settings(tmp_path, llm_backend="ollama", ollama_host=host, request_timeout_s=2)
+    try:
+        with ServerThread(settings) as base_url:
+            key = credential_for(base_url, settings)
+            started = time.monotonic()
+            response = httpx.post(
+                f"{base_url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                json={"model": "llama3.1:8b", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            elapsed = time.monotonic() - started
+            ready = httpx.get(f"{base_url}/ready", timeout=30)
+    finally:
+        silent.close()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "backend_unavailable"
+    assert elapsed < 2 * settings.request_timeout_s + 1
+    assert ready.status_code == 503
+    assert "hunter2" not in response.text and "hunter2" not in ready.text

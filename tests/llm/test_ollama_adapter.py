@@ -129,3 +129,22 @@ def test_openai_sdk_chats_through_the_server_on_the_ollama_backend(fake_ollama: 
             assert streamed == "Hello from Ollama."
             with pytest.raises(openai.NotFoundError):
                 sdk.chat.completions.create(model="nope:1b", messages=[{"role": "user", "content": "hi"}])
+
+
+async def test_required_tool_choice_is_forced_through_format(fake_ollama: FakeOllama) -> None:
+    fake_ollama.reply_words = ['{"tool_calls": [{"name": "get_weather", ', '"arguments": {"city": "Rome"}}]}']
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+    backend = OllamaBackend(fake_ollama.url, "llama3.1:8b", timeout_s=5)
+    result = await join_stream(backend.stream_chat(
+        "llama3.1:8b", [ChatMessage(role="user", content="weather in Rome?")],
+        GenerationOptions(tools=(tool,), tool_choice="get_weather")))
+    await backend.aclose()
+
+    assert result.finish_reason == "tool_calls"
+    assert result.content == ""
+    assert [(call.name, json.loads(call.arguments)) for call in result.tool_calls] == [("get_weather", {"city": "Rome"})]
+    sent = fake_ollama.requests[-1]["body"]
+    assert "tools" not in sent or not sent["tools"]
+    assert sent["format"]["properties"]["tool_calls"]["items"]["anyOf"][0]["properties"]["name"] == {"const": "get_weather"}
+    assert sent["messages"][0]["role"] == "system" and "get_weather" in sent["messages"][0]["content"]
