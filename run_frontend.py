@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from backend.config import SettingsError, load_settings
@@ -55,7 +55,7 @@ def create_frontend_app(backend_url: str) -> Starlette:
                                  background=BackgroundTask(upstream.aclose))
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    routes = [Route(f"/{prefix}{{path:path}}", forward, methods=methods) for prefix in FORWARDED_PREFIXES]
+    routes: list[BaseRoute] = [Route(f"/{prefix}{{path:path}}", forward, methods=methods) for prefix in FORWARDED_PREFIXES]
     routes.append(Mount("/", StaticFiles(directory=FRONTEND_DIR, html=True)))
 
     @asynccontextmanager

@@ -15,6 +15,8 @@ def configure_logging(settings: Settings) -> None:
     if settings.log_file:
         settings.log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(
-            logging.handlers.RotatingFileHandler(settings.log_file, maxBytes=10_000_000, backupCount=3, encoding="utf-8")
+            logging.handlers.RotatingFileHandler(
+                settings.log_file, maxBytes=10_000_000, backupCount=3, encoding="utf-8"
+            )
         )
     logging.basicConfig(level=settings.log_level, format=FORMAT, handlers=handlers, force=True)

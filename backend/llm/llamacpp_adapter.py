@@ -153,8 +153,7 @@ class LlamaCppBackend:
         self._metrics.queue_depth.dec()
 
     def _grammar_for(self, options: GenerationOptions) -> Any:
-        from llama_cpp import LlamaGrammar
-        from llama_cpp.llama_grammar import JSON_GBNF
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
         schema: dict[str, Any] | None = None
         if options.tools and options.tool_choice != "none":
@@ -204,7 +203,7 @@ class LlamaCppBackend:
         if self._formatter is None:
             text = "\n".join(str(message["content"]) for message in prompt_messages)
         else:
-            text = self._formatter(messages=prompt_messages).prompt
+            text = self._formatter(messages=prompt_messages).prompt  # type: ignore[arg-type]
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def _generate(
@@ -232,6 +231,8 @@ class LlamaCppBackend:
                 scores[token] += value
             return scores
 
+        from llama_cpp import LogitsProcessorList
+
         wants_tools = bool(options.tools) and options.tool_choice != "none"
         started = time.perf_counter()
         chunks = self._llama.create_chat_completion(
@@ -245,7 +246,7 @@ class LlamaCppBackend:
             grammar=grammar,
             presence_penalty=options.presence_penalty or 0.0,
             frequency_penalty=options.frequency_penalty or 0.0,
-            logits_processor=[count_and_bias],  # type: ignore[list-item]
+            logits_processor=LogitsProcessorList([count_and_bias]),
         )
         finish_reason = "stop"
         buffered: list[str] = []
@@ -259,9 +260,9 @@ class LlamaCppBackend:
                     # response (headers, role chunk) start as soon as generation has.
                     announced = True
                     yield StreamDelta()
-                choice = chunk["choices"][0]  # type: ignore[index]
-                text = choice["delta"].get("content") or ""  # type: ignore[union-attr]
-                finish_reason = choice.get("finish_reason") or finish_reason  # type: ignore[union-attr]
+                choice: dict[str, Any] = chunk["choices"][0]  # type: ignore[index,assignment]
+                text: str = choice["delta"].get("content") or ""
+                finish_reason = choice.get("finish_reason") or finish_reason
                 if not text:
                     continue
                 if wants_tools:

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import ollama
 
-from backend.llm.redaction import display_url
 from backend.llm.port import (
     BackendHealth,
     BackendUnavailable,
     ChatMessage,
+    FinishReason,
     GenerationOptions,
     LLMError,
     ModelInfo,
@@ -29,6 +29,7 @@ from backend.llm.port import (
     Usage,
     new_tool_call_id,
 )
+from backend.llm.redaction import display_url
 from backend.llm.tool_prompt import parse_tool_output, tool_output_schema, tool_system_prompt
 
 
@@ -94,7 +95,7 @@ class OllamaBackend:
         return BackendHealth(ok=True, backend=self.name, model=self.default_model, detail=detail)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await self._client.close()  # type: ignore[no-untyped-call]
 
     async def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
@@ -140,7 +141,7 @@ class OllamaBackend:
                     continue
                 if forced:
                     content, calls = parse_tool_output("".join(held))
-                finish = "tool_calls" if calls else ("length" if part.done_reason == "length" else "stop")
+                finish: FinishReason = "tool_calls" if calls else ("length" if part.done_reason == "length" else "stop")
                 usage = Usage(prompt_tokens=part.prompt_eval_count or 0, completion_tokens=part.eval_count or 0)
                 yield StreamDelta(content=content, tool_calls=tuple(calls), finish_reason=finish, usage=usage)
         except ollama.ResponseError as error:

@@ -8,7 +8,6 @@ from typing import Any
 
 import openai
 
-from backend.llm.redaction import display_url
 from backend.llm.port import (
     BackendHealth,
     BackendUnavailable,
@@ -22,6 +21,7 @@ from backend.llm.port import (
     UnsupportedRequest,
     Usage,
 )
+from backend.llm.redaction import display_url
 
 
 def _openai_message(message: ChatMessage) -> dict[str, Any]:
@@ -50,7 +50,9 @@ def _request_args(options: GenerationOptions) -> dict[str, Any]:
         "logit_bias": {str(token): bias for token, bias in options.logit_bias.items()} if options.logit_bias else None,
     }
     if options.json_schema is not None:
-        args["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": options.json_schema}}
+        args["response_format"] = {
+            "type": "json_schema", "json_schema": {"name": "response", "schema": options.json_schema},
+        }
     elif options.json_object:
         args["response_format"] = {"type": "json_object"}
     if options.tools:
@@ -69,7 +71,9 @@ class OpenAICompatibleBackend:
         self.base_url = base_url
         self._shown_url = display_url(base_url)
         self.default_model = default_model or ""
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0)
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key or "none", timeout=timeout_s, max_retries=0
+        )
 
     def _translate(self, error: Exception) -> LLMError:
         if isinstance(error, openai.NotFoundError):
@@ -109,9 +113,9 @@ class OpenAICompatibleBackend:
         usage = Usage(0, 0)
         finish: str | None = None
         try:
-            stream = await self._client.chat.completions.create(
+            stream = await self._client.chat.completions.create(  # type: ignore[call-overload]
                 model=model,
-                messages=[_openai_message(message) for message in messages],  # type: ignore[misc]
+                messages=[_openai_message(message) for message in messages],
                 stream=True,
                 stream_options={"include_usage": True},
                 **_request_args(options),

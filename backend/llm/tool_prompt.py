@@ -1,6 +1,7 @@
 """Tool calling for models without a native tool API: describe the tools, constrain the output, parse it.
 
-One call per answer (small models otherwise repeat the same call). The output is forced by a JSON schema (a grammar in llama.cpp), so it always parses:
+One call per answer (small models otherwise repeat the same call). The output is forced by a JSON
+schema (a grammar in llama.cpp), so it always parses:
 `{"tool_calls": [{"name": ..., "arguments": {...}}]}` for calls, `{"content": "..."}` for an answer.
 """
 

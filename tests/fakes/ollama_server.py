@@ -80,7 +80,8 @@ class FakeOllama:
                 {**base, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
                  "prompt_eval_count": 20, "eval_count": 9},
             ]
-        lines = [{**base, "message": {"role": "assistant", "content": word}, "done": False} for word in self.reply_words]
+        lines = [{**base, "message": {"role": "assistant", "content": word}, "done": False}
+                 for word in self.reply_words]
         lines.append({**base, "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
                       "total_duration": 1000, "prompt_eval_count": 12, "eval_count": len(self.reply_words)})
         return lines

@@ -143,8 +143,10 @@ async def test_required_tool_choice_is_forced_through_format(fake_ollama: FakeOl
 
     assert result.finish_reason == "tool_calls"
     assert result.content == ""
-    assert [(call.name, json.loads(call.arguments)) for call in result.tool_calls] == [("get_weather", {"city": "Rome"})]
+    calls = [(call.name, json.loads(call.arguments)) for call in result.tool_calls]
+    assert calls == [("get_weather", {"city": "Rome"})]
     sent = fake_ollama.requests[-1]["body"]
     assert "tools" not in sent or not sent["tools"]
-    assert sent["format"]["properties"]["tool_calls"]["items"]["anyOf"][0]["properties"]["name"] == {"const": "get_weather"}
+    call_schema = sent["format"]["properties"]["tool_calls"]["items"]["anyOf"][0]
+    assert call_schema["properties"]["name"] == {"const": "get_weather"}
     assert sent["messages"][0]["role"] == "system" and "get_weather" in sent["messages"][0]["content"]
