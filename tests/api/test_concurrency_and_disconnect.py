@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from pathlib import Path
 
 import httpx
-import pytest
 import openai
+import pytest
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, ServerThread, credential_for, make_settings
 
 
 def _metric(server: RunningServer, name: str) -> float:
@@ -113,3 +114,21 @@ def test_client_leaving_a_non_streamed_request_stops_its_generation(server: Runn
         time.sleep(0.1)
     assert _metric(server, "llm_generations_cancelled_total") == cancelled_before + 1
     assert _metric(server, "llm_tokens_generated_total") - tokens_before < 1500
+
+
+async def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, llamacpp_max_queue=1)
+    with ServerThread(settings) as base_url:
+        key = credential_for(base_url, settings)
+        model = httpx.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}).json()["data"][0]["id"]
+        body = {"model": model, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 40}
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+            responses = await asyncio.gather(
+                *(client.post(f"{base_url}/v1/chat/completions", json=body) for _ in range(3))
+            )
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses[0] == 200
+    busy = [response for response in responses if response.status_code == 503]
+    assert busy, statuses
+    assert all(int(response.headers["Retry-After"]) >= 1 for response in busy)
+    assert all(response.json()["error"]["code"] == "backend_busy" for response in busy)
