@@ -3,6 +3,10 @@ FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# A virtualenv outside /usr: the python_code sandbox sees /usr read-only and refuses to run
+# where the server's own installation would be visible to sandboxed code.
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY backend backend

@@ -26,6 +26,10 @@ run: install
 test: install
 	$(PY) -m pytest
 
+lint: install
+	$(VENV)/bin/ruff check backend tests bench run_backend.py run_frontend.py
+	$(VENV)/bin/mypy --strict backend run_backend.py run_frontend.py
+
 bench: install
 	$(PY) bench/chat_overhead.py
 

@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         create_app(settings), host=settings.server_host, port=settings.server_port,
         log_config=None, timeout_graceful_shutdown=10,
+        # The client address (which failed sign-ins are counted against) comes from X-Forwarded-For
+        # only on connections from these proxies; anyone else could write any address there.
+        proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 

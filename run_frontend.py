@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -28,13 +29,24 @@ FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
 FORWARDED_PREFIXES = ("v1", "api", "health", "ready")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "content-length", "host",
               "content-encoding"}
+CLIENT_ADDRESS_HEADERS = {"x-forwarded-for", "x-forwarded-proto", "forwarded", "x-real-ip"}
+"""Set by proxies to name the client. The API server trusts X-Forwarded-For from this server (loopback),
+so what a browser sends in them is dropped and the real values are written instead."""
+SERVER_OPTIONS: dict[str, Any] = {"log_config": None, "proxy_headers": False}
+"""uvicorn options of the UI server. Browsers connect to it directly, so it trusts no proxy headers: with
+uvicorn's default it would take a loopback caller's X-Forwarded-For as the caller's address."""
 
 
 def create_frontend_app(backend_url: str) -> Starlette:
     client = httpx.AsyncClient(base_url=backend_url, timeout=httpx.Timeout(600, connect=5))
 
     async def forward(request: Request) -> StreamingResponse | JSONResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in HOP_BY_HOP and k.lower() not in CLIENT_ADDRESS_HEADERS}
+        # Failed sign-ins are counted per client address: it must be the caller's real one, not one it claims.
+        if request.client:
+            headers["x-forwarded-for"] = request.client.host
+        headers["x-forwarded-proto"] = request.url.scheme
         upstream_request = client.build_request(
             request.method, request.url.path, params=request.query_params, headers=headers,
             content=await request.body(),
@@ -55,7 +67,9 @@ def create_frontend_app(backend_url: str) -> Starlette:
                                  background=BackgroundTask(upstream.aclose))
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    routes: list[BaseRoute] = [Route(f"/{prefix}{{path:path}}", forward, methods=methods) for prefix in FORWARDED_PREFIXES]
+    routes: list[BaseRoute] = [
+        Route(f"/{prefix}{{path:path}}", forward, methods=methods) for prefix in FORWARDED_PREFIXES
+    ]
     routes.append(Mount("/", StaticFiles(directory=FRONTEND_DIR, html=True)))
 
     @asynccontextmanager
@@ -80,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     backend_url = args.backend or settings.backend_url()
     print(f"Web UI on http://{settings.server_host}:{settings.frontend_port} (API at {backend_url})", flush=True)
     uvicorn.run(create_frontend_app(backend_url), host=settings.server_host, port=settings.frontend_port,
-                log_config=None)
+                **SERVER_OPTIONS)
     return 0
 
 

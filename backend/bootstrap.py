@@ -104,6 +104,6 @@ async def _build_accounts(settings: Settings) -> _Accounts:
         allow_signup=settings.allow_signup,
     )
     return _Accounts(
-        auth=auth, users=users, conversations=ConversationService(conversation_repository),
+        auth=auth, users=users, conversations=ConversationService(conversation_repository, user_repository),
         rate_limiter=RequestRateLimiter(settings.rate_limit_rpm), layout=layout,
     )

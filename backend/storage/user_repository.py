@@ -7,15 +7,18 @@ inside the store's locked read-modify-write, so two processes cannot both pass i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Any
+from typing import TypeVar
 
-from backend.auth.models import UserRecord
+from backend.auth.models import User, UserRecord
 from backend.service_errors import Conflict, NotFound
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
+from backend.storage.record_file import RecordFile
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: every record has a `uid`. Version 1 files are upgraded on first read, each account getting one."""
+
+T = TypeVar("T")
 
 
 class UserExists(Conflict):
@@ -32,50 +35,36 @@ class LastAdmin(Conflict):
     code = "last_admin"
 
 
-def _empty() -> dict[str, Any]:
-    return {"version": FORMAT_VERSION, "users": {}}
-
-
-def _records(document: dict[str, Any]) -> dict[str, UserRecord]:
-    return {name: UserRecord(**fields) for name, fields in document.get("users", {}).items()}
-
-
-def _document(records: dict[str, UserRecord]) -> dict[str, Any]:
-    return {"version": FORMAT_VERSION, "users": {name: asdict(record) for name, record in records.items()}}
-
-
 def _enabled_admins(records: dict[str, UserRecord]) -> int:
     return sum(1 for record in records.values() if record.role == "admin" and not record.disabled)
 
 
 class UserRepository:
     def __init__(self, store: JsonStore, layout: DataLayout) -> None:
-        self._store = store
-        self._path = layout.users_file
-
-    async def _all(self) -> dict[str, UserRecord]:
-        return _records(await self._store.read(self._path, _empty))
+        self._file: RecordFile[UserRecord] = RecordFile(
+            store, layout.users_file, "users", FORMAT_VERSION, UserRecord
+        )
 
     async def get(self, username: str) -> UserRecord | None:
-        return (await self._all()).get(username)
+        return (await self._file.read_all()).get(username)
 
     async def list_all(self) -> list[UserRecord]:
-        return sorted((await self._all()).values(), key=lambda record: record.created_at)
+        return sorted((await self._file.read_all()).values(), key=lambda record: record.created_at)
 
-    async def _change(self, change: Callable[[dict[str, UserRecord]], None]) -> dict[str, UserRecord]:
-        result: dict[str, UserRecord] = {}
+    async def account_exists(self, user: User) -> bool:
+        """Whether `user`'s own account still exists: not deleted, nor replaced by a new one of the same name."""
+        record = await self.get(user.username)
+        return record is not None and record.uid == user.uid
 
-        def apply(document: dict[str, Any]) -> dict[str, Any]:
-            records = _records(document)
+    async def _change(self, change: Callable[[dict[str, UserRecord]], T]) -> T:
+        def guarded(records: dict[str, UserRecord]) -> T:
             had_admin = _enabled_admins(records) > 0
-            change(records)
+            result = change(records)
             if had_admin and _enabled_admins(records) == 0:
                 raise LastAdmin("This would leave the server without an enabled admin.")
-            result.update(records)
-            return _document(records)
+            return result
 
-        await self._store.update(self._path, apply, _empty)
-        return result
+        return await self._file.change(guarded)
 
     async def create(self, record: UserRecord) -> UserRecord:
         def add(records: dict[str, UserRecord]) -> None:
@@ -92,34 +81,31 @@ class UserRepository:
 
         `make_record` runs under the lock, so of several workers starting at once exactly one creates it.
         """
-        created: list[UserRecord] = []
 
-        def add_if_empty(records: dict[str, UserRecord]) -> None:
-            if not records:
-                record = make_record()
-                records[record.username] = record
-                created.append(record)
+        def add_if_empty(records: dict[str, UserRecord]) -> UserRecord | None:
+            if records:
+                return None
+            record = make_record()
+            records[record.username] = record
+            return record
 
-        await self._change(add_if_empty)
-        return created[0] if created else None
+        return await self._change(add_if_empty)
 
     async def update(self, username: str, change: Callable[[UserRecord], UserRecord]) -> UserRecord:
-        def replace(records: dict[str, UserRecord]) -> None:
+        def replace(records: dict[str, UserRecord]) -> UserRecord:
             current = records.get(username)
             if current is None:
                 raise UserNotFound(f"No user named '{username}'.", param="username")
             records[username] = change(current)
+            return records[username]
 
-        return (await self._change(replace))[username]
+        return await self._change(replace)
 
     async def delete(self, username: str) -> UserRecord:
-        removed: list[UserRecord] = []
-
-        def drop(records: dict[str, UserRecord]) -> None:
+        def drop(records: dict[str, UserRecord]) -> UserRecord:
             record = records.pop(username, None)
             if record is None:
                 raise UserNotFound(f"No user named '{username}'.", param="username")
-            removed.append(record)
+            return record
 
-        await self._change(drop)
-        return removed[0]
+        return await self._change(drop)

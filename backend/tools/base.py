@@ -28,7 +28,7 @@ class ToolResult:
     text: str
     """What the model reads."""
     data: Any = None
-    """Structured result for the API and the UI."""
+    """Structured result for the API and the UI; the registry writes non-finite floats as strings."""
     sources: list[Source] = field(default_factory=list)
 
     @classmethod

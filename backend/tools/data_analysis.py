@@ -57,18 +57,38 @@ class FieldStats:
         out: dict[str, Any] = {"type": kind, "count": present, "missing": self.missing}
         if self.numbers:
             values = self.numbers
+            total, mean = _sum_and_mean(values)
             out["numeric"] = {
                 "count": len(values),
-                "sum": _tidy(math.fsum(values)),
+                "sum": _tidy(total),
                 "min": _tidy(min(values)),
                 "max": _tidy(max(values)),
-                "mean": _tidy(math.fsum(values) / len(values)),
-                "median": _tidy(statistics.median(values)),
+                "mean": _tidy(mean),
+                "median": _tidy(_median(values)),
             }
         if self.texts:
             out["distinct"] = len(self.texts)
             out["top_values"] = [{"value": v, "count": c} for v, c in self.texts.most_common(TOP_VALUES)]
         return out
+
+
+def _sum_and_mean(values: list[float]) -> tuple[float, float]:
+    """Exact sums (fsum); where finite values add up beyond the float range the sum is ±inf, the mean still right."""
+    try:
+        total = math.fsum(values)
+    except OverflowError:  # fsum raises instead of returning inf; adding scaled-down values cannot overflow
+        mean = math.fsum(value / len(values) for value in values)
+        return mean * len(values), mean
+    return total, total / len(values)
+
+
+def _median(values: list[float]) -> float:
+    """`statistics.median`, except that two huge middle values average to themselves, not to inf."""
+    middle = statistics.median(values)
+    if math.isfinite(middle):
+        return middle
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2 - 1] / 2 + ordered[len(ordered) // 2] / 2
 
 
 def _tidy(value: float) -> int | float:
@@ -137,9 +157,16 @@ def _reject_constant(name: str) -> float:
     raise InvalidData(f"invalid JSON: {name} is not a JSON number")
 
 
+def _json_number(text: str) -> float | str:
+    """A JSON number as a float when finite; one beyond the float range ('1e999') stays text, as in a CSV cell."""
+    number = float(text)
+    return number if math.isfinite(number) else text
+
+
 def analyse_json(text: str) -> tuple[int, Collector]:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        # Integers too go through float: a 400-digit one would otherwise overflow float() later.
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_json_number, parse_int=_json_number)
     except json.JSONDecodeError as error:
         raise InvalidData(f"invalid JSON at line {error.lineno}, column {error.colno}: {error.msg}") from None
     except RecursionError:

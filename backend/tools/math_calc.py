@@ -23,7 +23,14 @@ from backend.tools.base import Availability, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
 
-ENGINE = Path(__file__).with_name("math_engine.py")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ENGINE_FILES = tuple(Path(__file__).with_name(name) for name in ("math_engine.py", "math_parsing.py"))
+WORKER_COMMAND = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from backend.tools.math_engine import main; main(int(sys.argv[2]))"
+)
+"""`python -I` keeps the environment's PYTHON* variables out but also the script's folder off the path,
+so the root is put there by hand, for the engine and its parser."""
 WORKER_MEMORY_BYTES = 1024 * 1024 * 1024
 """SymPy itself needs ~150 MB; the rest is room for big but legitimate results."""
 WORKER_START_TIMEOUT_S = 20.0
@@ -67,7 +74,7 @@ class MathWorker:
     @classmethod
     async def start(cls) -> MathWorker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", str(ENGINE), str(WORKER_MEMORY_BYTES),
+            sys.executable, "-I", "-c", WORKER_COMMAND, str(REPO_ROOT), str(WORKER_MEMORY_BYTES),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             # The engine evaluates model-written text (after a strict token check): it gets no secrets.
             env={"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
@@ -179,8 +186,9 @@ class MathCalcTool:
         self._pool = MathWorkerPool()
 
     def availability(self) -> Availability:
-        if not ENGINE.is_file():
-            return Availability(False, f"the maths engine {ENGINE.name} is missing")
+        missing = [path.name for path in ENGINE_FILES if not path.is_file()]
+        if missing:
+            return Availability(False, f"the maths engine is incomplete: {', '.join(missing)} missing")
         return Availability(True)
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import math
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ValidationError
 
+from backend.field_paths import field_path
 from backend.tools.base import Availability, Tool, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -44,15 +47,6 @@ class InvalidToolArguments(ToolError):
         super().__init__(f"Invalid value for {where} of tool '{tool}': {message}")
 
 
-def _field_path(location: tuple[int | str, ...]) -> str | None:
-    if not location:
-        return None
-    text = str(location[0])
-    for part in location[1:]:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
-
 def validate_arguments(tool: Tool, raw_args: object) -> BaseModel:
     """Validate against the tool's model, refusing unknown names so a misspelt argument is never ignored."""
     if not isinstance(raw_args, dict):
@@ -69,7 +63,29 @@ def validate_arguments(tool: Tool, raw_args: object) -> BaseModel:
         first = error.errors()[0]
         extra = len(error.errors()) - 1
         message = str(first["msg"]) + (f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else "")
-        raise InvalidToolArguments(tool.name, _field_path(tuple(first["loc"])), message) from None
+        raise InvalidToolArguments(tool.name, field_path(tuple(first["loc"])), message) from None
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float as the string "Infinity", "-Infinity" or "NaN".
+
+    JSON has no such numbers: Starlette refuses to write them and pydantic silently writes null (which
+    reads as SQL NULL or a missing value). The strings are protobuf's JSON mapping for the same values.
+    """
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {key: json_safe(inner) for key, inner in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(inner) for inner in value]
+    return value
+
+
+def _json_safe_result(result: ToolResult) -> ToolResult:
+    sources = [replace(source, metadata=json_safe(source.metadata)) for source in result.sources]
+    return replace(result, data=json_safe(result.data), sources=sources)
 
 
 def _parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -133,7 +149,8 @@ class ToolRegistry:
         return _parameters_schema(self.get(name).args_model)
 
     async def invoke(self, name: str, raw_args: object, context: ToolContext) -> ToolResult:
-        """Run one call. Raises only `UnknownTool` and `InvalidToolArguments`; every run ends in a result."""
+        """Run one call. Raises only `UnknownTool` and `InvalidToolArguments`; every run ends in a result
+        whose `data` and source metadata are JSON-safe (see `json_safe`)."""
         tool = self.get(name)
         args = validate_arguments(tool, raw_args)
         status = self.availability(name)
@@ -142,7 +159,8 @@ class ToolRegistry:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout_s):
-                result = await tool.run(args, context)
+                # Every call passes here, so no tool's inf or NaN can break an API answer.
+                result = _json_safe_result(await tool.run(args, context))
         except TimeoutError:
             return ToolResult.failure(f"Tool '{name}' did not finish within {self._timeout_s:g} s and was stopped.")
         except Exception as error:
@@ -210,6 +228,6 @@ def _validation_message(error: ValidationError | Exception) -> str:
     """What the model reads when LangChain's own validation refuses the arguments."""
     if isinstance(error, ValidationError) and error.errors():
         first = error.errors()[0]
-        field = _field_path(tuple(first["loc"])) or "the arguments"
+        field = field_path(tuple(first["loc"])) or "the arguments"
         return f"Invalid value for '{field}': {first['msg']}"
     return f"Invalid arguments: {error}"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from backend.config import Settings
 from backend.tools.base import Availability, Source, ToolContext, ToolResult
+from backend.tools.failure_memory import LastFailure
 from backend.tools.http_json import ServiceUnavailable, fetch_json, request_budget_s
 
 logger = logging.getLogger(__name__)
@@ -137,13 +138,11 @@ class WeatherTool:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._last_failure: str | None = None
+        self._last_failure = LastFailure()
 
     def availability(self) -> Availability:
         """Needs no key, so it is always offered; a failed call is reported, never probed for on listing."""
-        if self._last_failure:
-            return Availability(True, f"last call failed: {self._last_failure}")
-        return Availability(True)
+        return self._last_failure.availability()
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
         request = args if isinstance(args, WeatherArgs) else WeatherArgs.model_validate(args.model_dump())
@@ -151,9 +150,9 @@ class WeatherTool:
             result = await self._forecast(request)
         except ServiceUnavailable as error:
             logger.warning("weather for %r failed: %s", request.location, error)
-            self._last_failure = str(error)
+            self._last_failure.failed(str(error))
             return ToolResult.failure(f"unavailable: {error}")
-        self._last_failure = None
+        self._last_failure.succeeded()
         return result
 
     async def _forecast(self, request: WeatherArgs) -> ToolResult:

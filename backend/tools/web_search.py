@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from backend.config import Settings
 from backend.tools.base import Availability, Source, ToolContext, ToolResult
+from backend.tools.failure_memory import LastFailure
 from backend.tools.http_json import ServiceUnavailable, describe_http_failure, fetch_json, request_budget_s
 
 logger = logging.getLogger(__name__)
@@ -174,15 +175,13 @@ class WebSearchTool:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._backend = choose_backend(settings)
-        self._last_failure: str | None = None
+        self._last_failure = LastFailure()
 
     def availability(self) -> Availability:
         """Report configuration only: probing the service here would put a network call on every tool listing."""
         if isinstance(self._backend, str):
             return Availability(False, self._backend)
-        if self._last_failure:
-            return Availability(True, f"last call failed: {self._last_failure}")
-        return Availability(True)
+        return self._last_failure.availability()
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
         request = args if isinstance(args, WebSearchArgs) else WebSearchArgs.model_validate(args.model_dump())
@@ -193,9 +192,9 @@ class WebSearchTool:
             hits = await backend.search(request.query, request.max_results, request_budget_s(self._settings))
         except ServiceUnavailable as error:
             logger.warning("web_search via %s failed: %s", backend.name, error)
-            self._last_failure = str(error)
+            self._last_failure.failed(str(error))
             return ToolResult.failure(f"unavailable: {error}")
-        self._last_failure = None
+        self._last_failure.succeeded()
         return _result(request.query, backend.name, hits)
 
 

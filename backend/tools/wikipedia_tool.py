@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from backend.config import Settings
 from backend.tools.base import Availability, Source, ToolContext, ToolResult
+from backend.tools.failure_memory import LastFailure
 from backend.tools.http_json import request_budget_s
 
 logger = logging.getLogger(__name__)
@@ -208,13 +209,11 @@ class WikipediaTool:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._last_failure: str | None = None
+        self._last_failure = LastFailure()
 
     def availability(self) -> Availability:
         """Needs no key, so it is always offered; a failed call is reported, never probed for on listing."""
-        if self._last_failure:
-            return Availability(True, f"last call failed: {self._last_failure}")
-        return Availability(True)
+        return self._last_failure.availability()
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
         request = args if isinstance(args, WikipediaArgs) else WikipediaArgs.model_validate(args.model_dump())
@@ -230,9 +229,9 @@ class WikipediaTool:
         except (Unavailable, TimeoutError) as error:
             reason = str(error) if isinstance(error, Unavailable) else f"Wikipedia did not answer within {budget:g} s"
             logger.warning("wikipedia lookup failed: %s", reason)
-            self._last_failure = reason
+            self._last_failure.failed(reason)
             return ToolResult.failure(f"unavailable: {reason}")
-        self._last_failure = None
+        self._last_failure.succeeded()
         return _result(request.query, found)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +69,44 @@ def test_failed_sign_ins_are_throttled_per_client_address(tmp_path: Path) -> Non
         throttled = _login(server, server.settings.admin_username, str(server.settings.admin_password))
         assert_error(throttled, 429, "too_many_login_attempts")
         assert "Retry-After" in throttled.headers
+
+
+async def _guess_in_parallel(server: RunningServer, usernames: list[str]) -> Counter[int]:
+    """Send one wrong sign-in per name, all at once; the statuses that came back."""
+    limits = httpx.Limits(max_connections=len(usernames))
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as client:
+        responses = await asyncio.gather(*(
+            client.post("/api/auth/login", json={"username": name, "password": "wrong-password"})
+            for name in usernames
+        ))
+    codes = {401: "invalid_credentials", 429: "too_many_login_attempts"}
+    for response in responses:
+        assert_error(response, response.status_code, codes.get(response.status_code))
+    return Counter(response.status_code for response in responses)
+
+
+async def test_parallel_wrong_guesses_for_one_username_stop_at_the_limit(tmp_path: Path) -> None:
+    with _server(tmp_path, login_max_failures_per_username=3, login_max_failures_per_address=1000) as server:
+        statuses = await _guess_in_parallel(server, [server.settings.admin_username] * 40)
+        assert statuses == {401: 3, 429: 37}
+        assert_error(_login(server, server.settings.admin_username, str(server.settings.admin_password)), 429)
+
+
+async def test_parallel_wrong_guesses_from_one_address_stop_at_the_limit(tmp_path: Path) -> None:
+    with _server(tmp_path, login_max_failures_per_username=1000, login_max_failures_per_address=4) as server:
+        statuses = await _guess_in_parallel(server, [f"guess-{index}" for index in range(40)])
+        assert statuses == {401: 4, 429: 36}
+
+
+def test_successful_sign_ins_are_not_counted_as_failures(tmp_path: Path) -> None:
+    with _server(tmp_path, login_max_failures_per_username=3, login_max_failures_per_address=3) as server:
+        admin, password = server.settings.admin_username, str(server.settings.admin_password)
+        assert_error(_login(server, admin, "wrong-password"), 401)
+        for _ in range(5):
+            assert _login(server, admin, password).status_code == 200
+        assert_error(_login(server, "someone-else", "wrong-password"), 401)
+        assert_error(_login(server, "someone-else", "wrong-password"), 401)
+        assert_error(_login(server, "someone-else", "wrong-password"), 429)  # three failures: the address waits
 
 
 def test_signup_creates_a_user_account_when_enabled(tmp_path: Path) -> None:

@@ -166,6 +166,19 @@ def test_tokens_of_deleted_and_disabled_users_are_refused(server: RunningServer)
     assert _me(server, bearer(login(server.base_url, paused, PASSWORD))).status_code == 200
 
 
+def test_tokens_of_a_deleted_user_stay_void_when_an_account_of_that_name_is_created_again(
+    server: RunningServer,
+) -> None:
+    admin = admin_token(server)
+    name = create_user(server, admin)
+    old_token = login(server.base_url, name, PASSWORD)
+    assert httpx.delete(f"{server.base_url}/api/admin/users/{name}", headers=bearer(admin)).status_code == 200
+    create_user(server, admin, username=name)  # same name, same password, token version starts over at 0
+
+    _assert_401(_me(server, bearer(old_token)), "invalid_credentials")
+    assert _me(server, bearer(login(server.base_url, name, PASSWORD))).status_code == 200
+
+
 def test_disabled_user_cannot_sign_in(server: RunningServer) -> None:
     admin = admin_token(server)
     name = create_user(server, admin)

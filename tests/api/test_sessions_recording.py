@@ -123,6 +123,38 @@ def test_a_stream_abandoned_by_the_client_records_what_was_generated(server: Run
     assert reply["content"].startswith(received) and len(reply["content"]) < 5000
 
 
+def test_a_stream_still_running_when_its_user_is_deleted_leaves_no_conversation(server: RunningServer) -> None:
+    admin = admin_token(server)
+    name, token = new_user_token(server, admin)
+    body = {
+        "model": model_of(server, token), "stream": True, "max_tokens": 1500, "temperature": 1.0,
+        "messages": [{"role": "user", "content": "Write a very long essay about mountains."}],
+        "logit_bias": {"0": -100, "1": -100, "2": -100},  # no end-of-turn: the stream runs until we leave
+    }
+    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=bearer(token), timeout=60) as r:
+        session_id = r.headers["X-Session-Id"]
+        lines = r.iter_lines()
+        while not next(lines).startswith("data: "):
+            pass  # the answer is being generated
+        deleted = httpx.delete(f"{server.base_url}/api/admin/users/{name}", headers=bearer(admin), timeout=30)
+        assert deleted.status_code == 200 and deleted.json()["removed"]["conversations"] == 0
+        for _ in range(3):
+            next(lines)  # still streaming after the deletion
+    _wait_until_no_stream_is_active(server)
+    assert not (server.settings.data_dir / "conversations" / f"{session_id}.json").exists()
+
+
+def _wait_until_no_stream_is_active(server: RunningServer) -> None:
+    """A stream records its conversation before it stops counting as active."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+        if "\nllm_active_streams 0.0\n" in metrics:
+            return
+        time.sleep(0.1)
+    raise AssertionError("a stream stayed active")
+
+
 def _wait_for_reply(server: RunningServer, token: str, session_id: str) -> list[dict[str, Any]]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -13,7 +13,9 @@ from backend.tools.python_code import PythonCodeTool
 from tests.api.account_helpers import admin_token, assert_error, bearer, new_user_token
 from tests.conftest import RunningServer
 
-LOCAL_TOOLS = {"rag_retrieval", "data_analysis", "python_code", "math_calc", "sql_query"}
+ALL_TOOLS = {
+    "web_search", "wikipedia", "weather", "rag_retrieval", "data_analysis", "python_code", "math_calc", "sql_query"
+}
 
 
 def invoke(server: RunningServer, name: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -26,23 +28,51 @@ def test_listing_needs_a_signed_in_user(server: RunningServer) -> None:
     assert_error(invoke(server, "math_calc", {"expression": "1+1"}, headers={}), 401)
 
 
-def test_listing_shows_each_tool_with_schema_and_honest_availability(server: RunningServer) -> None:
+def test_listing_shows_all_eight_tools_with_schema_and_honest_availability(server: RunningServer) -> None:
     response = httpx.get(f"{server.base_url}/api/tools", headers=server.headers(), timeout=30)
 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["object"] == "list"
     tools = {tool["name"]: tool for tool in body["data"]}
-    assert set(tools) >= LOCAL_TOOLS
+    assert set(tools) == ALL_TOOLS
+    assert len(body["data"]) == len(ALL_TOOLS)
     assert all(set(tool) == {"name", "description", "parameters", "available", "reason"} for tool in tools.values())
-    assert tools["rag_retrieval"]["available"] is False
-    assert tools["rag_retrieval"]["reason"] == "document retrieval lands with the RAG issue"
     assert tools["math_calc"]["parameters"]["required"] == ["expression"]
-    assert tools["sql_query"]["available"] is True and tools["sql_query"]["reason"] is None
-    sandbox = PythonCodeTool(server.settings).availability()
-    assert tools["python_code"]["available"] is sandbox.available
+    for name in ("data_analysis", "math_calc", "sql_query"):
+        assert (tools[name]["available"], tools[name]["reason"]) == (True, None), name
+    for name in ("wikipedia", "weather"):  # no key needed; a failed call would only add a "last call failed" note
+        assert tools[name]["available"] is True, name
+        assert tools[name]["reason"] is None or tools[name]["reason"].startswith("last call failed: "), name
+    assert (tools["rag_retrieval"]["available"], tools["rag_retrieval"]["reason"]) == (
+        False, "document retrieval lands with the RAG issue"
+    )
+
+
+def test_web_search_is_listed_as_unavailable_naming_the_settings_it_needs(server: RunningServer) -> None:
+    tools = {t["name"]: t for t in httpx.get(f"{server.base_url}/api/tools", headers=server.headers(),
+                                               timeout=30).json()["data"]}
+
+    if server.settings.tavily_api_key or server.settings.searxng_url:
+        assert tools["web_search"]["available"] is True
+    else:
+        assert tools["web_search"]["available"] is False
+        assert tools["web_search"]["reason"] == "set TAVILY_API_KEY or SEARXNG_URL"
+
+
+def test_python_code_is_listed_as_available_exactly_when_the_sandbox_works(server: RunningServer) -> None:
+    tools = {t["name"]: t for t in httpx.get(f"{server.base_url}/api/tools", headers=server.headers(),
+                                               timeout=30).json()["data"]}
+    sandbox = PythonCodeTool(server.settings).availability()  # a fresh probe of this machine
+
     if os.environ.get("CI"):
-        assert tools["python_code"]["available"], tools["python_code"]["reason"]
+        assert tools["python_code"]["available"] is True, tools["python_code"]["reason"]
+    if sandbox.available:
+        assert (tools["python_code"]["available"], tools["python_code"]["reason"]) == (True, None)
+    else:
+        assert tools["python_code"]["available"] is False
+        assert tools["python_code"]["reason"] == sandbox.reason
+        assert sandbox.reason.startswith("no sandbox can be set up: ")
 
 
 def test_invoking_a_tool_returns_its_result(server: RunningServer) -> None:
@@ -55,6 +85,42 @@ def test_invoking_a_tool_returns_its_result(server: RunningServer) -> None:
     assert body["data"]["result"] == "9"
     assert body["text"] == "Integral(x**2, (x, 0, 3)) = 9"
     assert body["sources"] == []
+
+
+def test_an_infinite_number_in_json_data_is_text_as_in_csv_not_a_500(server: RunningServer) -> None:
+    from_json = invoke(server, "data_analysis", {"data": "[1e999, 2, -1e999]"})
+    from_csv = invoke(server, "data_analysis", {"data": "value\n1e999\n2\n-1e999\n"})
+
+    assert from_json.status_code == 200, from_json.text
+    assert from_json.json()["ok"] is True, from_json.json()["text"]
+    field = from_json.json()["data"]["fields"]["value"]
+    assert field["type"] == "mixed"
+    assert field["numeric"] == {"count": 1, "sum": 2, "min": 2, "max": 2, "mean": 2, "median": 2}
+    assert field["top_values"] == [{"value": "1e999", "count": 1}, {"value": "-1e999", "count": 1}]
+    assert field == from_csv.json()["data"]["fields"]["value"]
+
+
+def test_a_sum_beyond_the_float_range_is_reported_not_a_500(server: RunningServer) -> None:
+    response = invoke(server, "data_analysis", {"data": "[1e308, 1e308]"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True, body["text"]
+    assert body["data"]["fields"]["value"]["numeric"] == {
+        "count": 2, "sum": "Infinity", "min": 1e308, "max": 1e308, "mean": 1e308, "median": 1e308
+    }
+    assert "sum=inf" in body["text"]
+
+
+def test_non_finite_sql_values_come_back_as_json_safe_strings(server: RunningServer) -> None:
+    response = invoke(server, "sql_query", {"query": "SELECT 1e999 AS big, -1e999 AS small, 1.5 AS plain"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ok"] is True, body["text"]
+    assert body["data"]["columns"] == ["big", "small", "plain"]
+    assert body["data"]["rows"] == [["Infinity", "-Infinity", 1.5]]
+    assert "inf" in body["text"] and "-inf" in body["text"]
 
 
 def test_unknown_tool_is_404_in_the_openai_error_shape(server: RunningServer) -> None:

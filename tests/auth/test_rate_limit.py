@@ -57,3 +57,20 @@ def test_failure_limiter_reset_clears_a_key() -> None:
     assert limiter.retry_after("name:alice") > 0
     limiter.reset("name:alice")
     assert limiter.retry_after("name:alice") == 0.0
+
+
+def test_failure_limiter_release_uncounts_one_failure_counted_in_advance() -> None:
+    clock = FakeClock()
+    limiter = FailureLimiter(max_failures=2, window_s=60, clock=clock)
+    first = limiter.record_failure("10.0.0.1")
+    clock.now += 1
+    second = limiter.record_failure("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") > 0
+    limiter.release("10.0.0.1", second)
+    assert limiter.retry_after("10.0.0.1") == 0.0  # the first failure still counts
+    limiter.record_failure("10.0.0.1")
+    assert limiter.retry_after("10.0.0.1") > 0
+    limiter.release("10.0.0.1", first)
+    limiter.release("10.0.0.1", first)  # releasing twice, or after expiry, is harmless
+    limiter.release("10.0.0.9", first)
+    assert limiter.retry_after("10.0.0.1") == 0.0

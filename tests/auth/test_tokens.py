@@ -23,24 +23,25 @@ def _b64(data: dict[str, object]) -> str:
 def _claims(**overrides: object) -> dict[str, object]:
     now = int(time.time())
     claims: dict[str, object] = {
-        "sub": "alice", "iat": now, "exp": now + 600, "iss": ISSUER, "typ": "access", "ver": 0, "jti": "x"
+        "sub": "alice", "iat": now, "exp": now + 600, "iss": ISSUER, "typ": "access", "ver": 0, "jti": "x",
+        "uid": "acct_alice",
     }
     claims.update(overrides)
     return claims
 
 
-def test_issued_token_verifies_to_its_user_and_version() -> None:
+def test_issued_token_verifies_to_its_user_version_and_account_uid() -> None:
     codec = TokenCodec(SECRET, 3600)
-    issued = codec.issue("alice", 3)
+    issued = codec.issue("alice", 3, "acct_123")
     claims = codec.verify(issued.token)
-    assert (claims.username, claims.token_version) == ("alice", 3)
+    assert (claims.username, claims.token_version, claims.account_uid) == ("alice", 3, "acct_123")
     assert issued.expires_in == 3600
     assert jwt.get_unverified_header(issued.token)["alg"] == "HS256"
 
 
 def test_expired_token_is_refused_as_expired() -> None:
     codec = TokenCodec(SECRET, 60)
-    old = codec.issue("alice", 0, now=time.time() - 120)
+    old = codec.issue("alice", 0, "acct_alice", now=time.time() - 120)
     with pytest.raises(ExpiredToken) as caught:
         codec.verify(old.token)
     assert caught.value.status == 401 and caught.value.headers["WWW-Authenticate"] == "Bearer"
@@ -54,7 +55,7 @@ def test_token_signed_with_another_key_is_refused() -> None:
 
 def test_tampered_payload_is_refused() -> None:
     codec = TokenCodec(SECRET, 60)
-    header, _, signature = codec.issue("alice", 0).token.split(".")
+    header, _, signature = codec.issue("alice", 0, "acct_alice").token.split(".")
     tampered = ".".join([header, _b64(_claims(sub="admin")), signature])
     with pytest.raises(InvalidToken):
         codec.verify(tampered)
@@ -97,7 +98,7 @@ def test_malformed_tokens_are_refused(garbage: str) -> None:
         TokenCodec(SECRET, 60).verify(garbage)
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "ver"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "ver", "uid"])
 def test_token_missing_a_required_claim_is_refused(missing: str) -> None:
     claims = _claims()
     del claims[missing]
@@ -107,6 +108,7 @@ def test_token_missing_a_required_claim_is_refused(missing: str) -> None:
 
 def test_token_of_another_issuer_or_type_is_refused() -> None:
     codec = TokenCodec(SECRET, 60)
-    for claims in (_claims(iss="someone-else"), _claims(typ="refresh"), _claims(ver="0")):
+    foreign = [_claims(iss="someone-else"), _claims(typ="refresh"), _claims(ver="0"), _claims(uid=7), _claims(uid="")]
+    for claims in foreign:
         with pytest.raises(InvalidToken):
             codec.verify(jwt.encode(claims, SECRET, algorithm="HS256"))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from backend.auth.models import User
+from backend.auth.models import User, UserRecord
 from backend.conversations.conversation_service import (
     AssistantTurn,
     ConversationService,
+    SessionPage,
     new_inputs,
     new_session_id,
     title_from,
@@ -20,14 +22,31 @@ from backend.service_errors import InvalidInput
 from backend.storage.conversation_repository import ConversationRepository, SessionNotFound
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
+from backend.storage.user_repository import UserRepository
 
-ALICE = User("alice")
-BOB = User("bob")
+ALICE = User("alice", uid="acct_alice")
+BOB = User("bob", uid="acct_bob")
+
+
+def _account(user: User) -> UserRecord:
+    return UserRecord(
+        username=user.username, password_hash="$2b$12$notarealhash", role="user",
+        created_at="2026-01-01T00:00:00.000000+00:00", updated_at="2026-01-01T00:00:00.000000+00:00",
+        uid=str(user.uid),
+    )
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> ConversationService:
-    return ConversationService(ConversationRepository(JsonStore(tmp_path), DataLayout(tmp_path)))
+async def users(tmp_path: Path) -> UserRepository:
+    repository = UserRepository(JsonStore(tmp_path), DataLayout(tmp_path))
+    for user in (ALICE, BOB):
+        await repository.create(_account(user))
+    return repository
+
+
+@pytest.fixture
+def service(tmp_path: Path, users: UserRepository) -> ConversationService:
+    return ConversationService(ConversationRepository(JsonStore(tmp_path), DataLayout(tmp_path)), users)
 
 
 def _reply(text: str, **fields: object) -> AssistantTurn:
@@ -168,3 +187,52 @@ async def test_opening_a_corrupt_session_moves_it_aside_and_starts_afresh(
     await service.record_exchange(session, [ChatMessage("user", "again")], _reply("ok"))
     assert [m["content"] for m in (await service.get_session(ALICE, "broken"))["messages"]] == ["again", "ok"]
     assert len(list(folder.glob("broken.json.corrupt-*"))) == 1
+
+
+async def test_a_stream_that_outlives_its_deleted_account_records_nothing(
+    service: ConversationService, users: UserRepository, tmp_path: Path
+) -> None:
+    session = await service.open_session(ALICE, "outlived")
+    recorder = service.stream_recorder(session, [ChatMessage("user", "a long answer please")], "m", "auto")
+    recorder.add(StreamDelta(content="Once upon"))
+    await users.delete("alice")  # the admin deletes Alice while her answer is still streaming
+    recorder.add(StreamDelta(content=" a time", finish_reason="stop"))
+    await recorder.finish()
+    assert not (tmp_path / "conversations").exists()  # not even created and removed again
+    assert await service.list_sessions(ALICE, 10, 0) == SessionPage([], 0, 10, 0)
+
+
+async def test_a_request_of_a_deleted_account_recreated_under_its_name_is_not_recorded(
+    service: ConversationService, users: UserRepository, tmp_path: Path
+) -> None:
+    session = await service.open_session(ALICE, "old-alice")
+    await users.delete("alice")
+    await users.create(replace(_account(ALICE), uid="acct_new_alice"))
+    await service.record_exchange(session, [ChatMessage("user", "hi")], _reply("hello"))
+    assert not (tmp_path / "conversations").exists()
+
+
+class _DeletedRightAfterTheCheck:
+    """The account directory, with the account deleted just after recording checked it (the race)."""
+
+    def __init__(self, users: UserRepository) -> None:
+        self.users = users
+        self.checks = 0
+
+    async def account_exists(self, user: User) -> bool:
+        self.checks += 1
+        exists = await self.users.account_exists(user)
+        if self.checks == 1:
+            await self.users.delete(user.username)
+        return exists
+
+
+async def test_an_account_deleted_while_its_exchange_is_written_leaves_no_file(
+    users: UserRepository, tmp_path: Path
+) -> None:
+    accounts = _DeletedRightAfterTheCheck(users)
+    service = ConversationService(ConversationRepository(JsonStore(tmp_path), DataLayout(tmp_path)), accounts)
+    session = await service.open_session(ALICE, "raced-deletion")
+    await service.record_exchange(session, [ChatMessage("user", "hi")], _reply("hello"))
+    assert accounts.checks == 2
+    assert not (tmp_path / "conversations" / "raced-deletion.json").exists()

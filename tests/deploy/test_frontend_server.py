@@ -6,18 +6,21 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 
-from run_frontend import create_frontend_app
-from tests.conftest import RunningServer, free_port
+from run_frontend import SERVER_OPTIONS, create_frontend_app
+from tests.conftest import RunningServer, ServerThread, free_port, make_settings
 
 
 def _serve(app: object) -> Iterator[str]:
+    """The UI server as `run_frontend.py` runs it."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **SERVER_OPTIONS)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -63,3 +66,19 @@ def test_unreachable_api_server_is_a_502_in_the_error_shape() -> None:
         response = httpx.get(f"{base}/v1/models")
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "backend_unreachable"
+
+
+def test_a_spoofed_x_forwarded_for_does_not_reach_the_api_server_as_the_client_address(tmp_path: Path) -> None:
+    # The API server trusts X-Forwarded-For from loopback, where the UI server is: whatever address a
+    # caller claims must be replaced by its real one, or it could dodge the per-address sign-in limit.
+    settings = make_settings(tmp_path, login_max_failures_per_address=3, login_max_failures_per_username=100)
+    with ServerThread(settings) as api:
+        for ui in _serve(create_frontend_app(api)):
+            for index in range(3):
+                wrong = httpx.post(f"{ui}/api/auth/login", json={"username": f"guess-{index}", "password": "nope"},
+                                   headers={"X-Forwarded-For": f"203.0.113.{index}"}, timeout=30)
+                assert wrong.status_code == 401, wrong.text
+            another_claim = httpx.post(f"{ui}/api/auth/login", json={"username": "guess-9", "password": "nope"},
+                                       headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.99"}, timeout=30)
+            assert another_claim.status_code == 429, another_claim.text
+            assert another_claim.json()["error"]["code"] == "too_many_login_attempts"

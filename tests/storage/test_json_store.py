@@ -21,11 +21,16 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.name.endswith(".tmp"))
 
 
-def test_saved_value_reads_back_and_missing_file_gives_the_default(tmp_path: Path) -> None:
+def _put(store: JsonStore, path: Path, value: Any) -> None:
+    """Set a file's content the way the product writes: a locked read-modify-write through `modify`."""
+    store.modify(path, lambda _current: value, dict)
+
+
+def test_written_value_reads_back_and_missing_file_gives_the_default(tmp_path: Path) -> None:
     store = JsonStore(tmp_path)
     path = tmp_path / "a" / "doc.json"
     assert store.load(path, dict) == {}
-    store.save(path, {"text": "héllo", "items": [1, 2, 3]})
+    _put(store, path, {"text": "héllo", "items": [1, 2, 3]})
     assert store.load(path) == {"text": "héllo", "items": [1, 2, 3]}
     assert json.loads(path.read_text(encoding="utf-8")) == {"text": "héllo", "items": [1, 2, 3]}
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -33,7 +38,7 @@ def test_saved_value_reads_back_and_missing_file_gives_the_default(tmp_path: Pat
     assert _leftovers(path.parent) == []
 
 
-def test_save_fsyncs_the_file_and_then_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_write_fsyncs_the_file_and_then_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -42,7 +47,7 @@ def test_save_fsyncs_the_file_and_then_its_folder(tmp_path: Path, monkeypatch: p
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    JsonStore(tmp_path).save(tmp_path / "doc.json", {"a": 1})
+    _put(JsonStore(tmp_path), tmp_path / "doc.json", {"a": 1})
     assert synced == ["file", "folder"]
 
 
@@ -57,7 +62,7 @@ def test_modify_applies_the_change_and_returns_the_new_value(tmp_path: Path) -> 
 def test_a_change_that_raises_writes_nothing(tmp_path: Path) -> None:
     store = JsonStore(tmp_path)
     path = tmp_path / "doc.json"
-    store.save(path, {"keep": True})
+    _put(store, path, {"keep": True})
     before = path.read_bytes()
 
     def refuse(_: Any) -> Any:
@@ -131,17 +136,17 @@ def test_paths_outside_the_root_are_refused(tmp_path: Path) -> None:
     root.mkdir()
     store = JsonStore(root)
     with pytest.raises(OutsideDataDir):
-        store.save(root / ".." / "escape.json", {})
+        _put(store, root / ".." / "escape.json", {})
     (root / "link").symlink_to(tmp_path)
     with pytest.raises(OutsideDataDir):
-        store.save(root / "link" / "escape.json", {})
+        _put(store, root / "link" / "escape.json", {})
     assert not (tmp_path / "escape.json").exists()
 
 
 def test_remove_deletes_the_file_and_its_lock_file(tmp_path: Path) -> None:
     store = JsonStore(tmp_path)
     path = tmp_path / "doc.json"
-    store.save(path, {})
+    _put(store, path, {})
     assert store.remove(path) is True
     assert not path.exists() and not Path(str(path) + ".lock").exists()
     assert store.remove(path) is False
@@ -150,7 +155,7 @@ def test_remove_deletes_the_file_and_its_lock_file(tmp_path: Path) -> None:
 def test_remove_can_be_refused_by_its_check(tmp_path: Path) -> None:
     store = JsonStore(tmp_path)
     path = tmp_path / "doc.json"
-    store.save(path, {"owner": "alice"})
+    _put(store, path, {"owner": "alice"})
 
     def only_bob(value: Any) -> None:
         if value["owner"] != "bob":

@@ -57,6 +57,11 @@ def test_processes_appending_to_one_conversation_lose_no_message(tmp_path: Path)
         assert mine == [f"{worker}:{index}" for index in range(per_worker)]
 
 
+def _put(store: JsonStore, path: Path, value: Any) -> None:
+    """Set a file's content the way the product writes: a locked read-modify-write through `modify`."""
+    store.modify(path, lambda _current: value, dict)
+
+
 def _payload(sequence: int) -> dict[str, Any]:
     # Sizes vary so a torn write would show up as truncated or mixed content.
     size = 1000 + (sequence * 7919) % 200_000
@@ -68,7 +73,7 @@ def _write_forever(root: str, first: int, progress: Any) -> None:
     path = Path(root) / "conversations" / "victim.json"
     sequence = first
     while True:
-        store.save(path, _payload(sequence))
+        _put(store, path, _payload(sequence))
         progress.value = sequence
         sequence += 1
 
@@ -105,5 +110,5 @@ def test_writer_killed_with_sigkill_mid_write_leaves_valid_json(tmp_path: Path) 
 
     # The killed writer's lock died with it: the file is writable at once.
     store = JsonStore(tmp_path, lock_timeout_s=5)
-    store.save(path, {"after": "kill"})
+    _put(store, path, {"after": "kill"})
     assert store.load(path) == {"after": "kill"}

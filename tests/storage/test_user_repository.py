@@ -1,7 +1,9 @@
-"""Accounts on disk: unique names, the enabled-admin guard, and first-admin creation only once."""
+"""Accounts on disk: unique names, the enabled-admin guard, first-admin creation only once, account uids."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +19,7 @@ def _record(username: str, role: str = "user") -> UserRecord:
     return UserRecord(
         username=username, password_hash="$2b$12$notarealhash", role=role,  # type: ignore[arg-type]
         created_at="2026-01-01T00:00:00.000000+00:00", updated_at="2026-01-01T00:00:00.000000+00:00",
+        uid=f"acct_{username}",
     )
 
 
@@ -70,3 +73,41 @@ async def test_changing_or_deleting_a_missing_user_is_not_found(users: UserRepos
         await users.update("ghost", lambda record: record)
     with pytest.raises(UserNotFound):
         await users.delete("ghost")
+
+
+async def test_a_recreated_account_is_another_account_than_the_deleted_one(users: UserRepository) -> None:
+    first = await users.create(replace(_record("alice"), uid="acct_first"))
+    assert await users.account_exists(first.principal())
+    await users.delete("alice")
+    assert not await users.account_exists(first.principal())
+    second = await users.create(replace(_record("alice"), uid="acct_second"))
+    assert await users.account_exists(second.principal())
+    assert not await users.account_exists(first.principal())
+
+
+def _version_1_file(path: Path, names: list[str]) -> None:
+    """A users file as written before accounts had a uid."""
+    records = {}
+    for name in names:
+        fields = {key: value for key, value in _record(name).__dict__.items() if key != "uid"}
+        records[name] = fields
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"version": 1, "users": records}))
+
+
+async def test_a_users_file_without_uids_loads_and_each_account_gets_one_lasting_uid(tmp_path: Path) -> None:
+    layout = DataLayout(tmp_path)
+    _version_1_file(layout.users_file, ["alice", "bob"])
+    # Several workers (each its own store) reading the old file at the same moment must agree.
+    readers = [UserRepository(JsonStore(tmp_path), layout) for _ in range(4)]
+    seen = await asyncio.gather(*(reader.get(name) for reader in readers for name in ("alice", "bob") * 5))
+    assert all(record is not None for record in seen)
+    uids = {name: {record.uid for record in seen if record and record.username == name} for name in ("alice", "bob")}
+    assert all(len(found) == 1 for found in uids.values()), uids
+    assert uids["alice"] != uids["bob"]
+
+    on_disk = json.loads(layout.users_file.read_text())
+    assert on_disk["version"] == 2
+    assert {name: {fields["uid"]} for name, fields in on_disk["users"].items()} == uids
+    alice = await UserRepository(JsonStore(tmp_path), layout).get("alice")
+    assert alice == replace(_record("alice"), uid=next(iter(uids["alice"])))  # every other field kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,35 @@ async def test_mixed_column_reports_both_kinds(tmp_path: Path) -> None:
     assert field["type"] == "mixed"
     assert field["numeric"]["sum"] == 3
     assert field["top_values"] == [{"value": "n/a", "count": 1}, {"value": "nan", "count": 1}]
+
+
+async def test_json_numbers_beyond_the_float_range_stay_text_as_in_csv(tmp_path: Path) -> None:
+    huge = "9" * 400  # a valid JSON integer that no float can hold
+    from_json = await analyse(tmp_path, f'{{"a": [1e999, 1, {huge}, -2e999]}}')
+    from_csv = await analyse(tmp_path, f"a\n1e999\n1\n{huge}\n-2e999\n")
+
+    assert from_json.ok, from_json.text
+    field = from_json.data["fields"]["a"]
+    assert field["numeric"] == {"count": 1, "sum": 1, "min": 1, "max": 1, "mean": 1, "median": 1}
+    assert [item["value"] for item in field["top_values"]] == ["1e999", huge, "-2e999"]
+    assert field == from_csv.data["fields"]["a"]
+
+
+@pytest.mark.parametrize("data", ["[1e308, 1e308]", "v\n1e308\n1e308\n"])
+async def test_a_sum_beyond_the_float_range_is_infinite_while_mean_and_median_stay_exact(
+    tmp_path: Path, data: str
+) -> None:
+    result = await analyse(tmp_path, data)
+
+    assert result.ok, result.text
+    numeric = next(iter(result.data["fields"].values()))["numeric"]
+    assert numeric == {"count": 2, "sum": math.inf, "min": 1e308, "max": 1e308, "mean": 1e308, "median": 1e308}
+
+
+async def test_huge_values_that_cancel_out_still_sum_exactly(tmp_path: Path) -> None:
+    result = await analyse(tmp_path, "[1e308, 1e308, -1e308]")
+
+    assert result.data["fields"]["value"]["numeric"]["sum"] == 1e308
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from backend.storage.layout import DataLayout
 from backend.tools.base import ToolContext, ToolResult
 from backend.tools.python_code import REPO_ROOT, PythonCodeArgs, PythonCodeTool
 from backend.tools.registry import ToolRegistry
-from backend.tools.sandbox.isolation import SANDBOX_ENV, Isolation, file_system_view, probe
+from backend.tools.sandbox.isolation import SANDBOX_ENV, Isolation, candidates, file_system_view, probe
 from backend.tools.sandbox.runner import RunLimits, run_sandboxed
 
 SECRET = "s3cret-" + uuid.uuid4().hex
@@ -386,13 +386,49 @@ async def test_a_registry_timeout_shorter_than_the_run_still_kills_the_program(d
 
 
 def test_the_tool_fails_closed_when_the_sandbox_would_show_data_dir() -> None:
+    """Every mode this machine offers is tried and refused for showing DATA_DIR; CI must offer bubblewrap."""
     visible = Path("/usr/share")  # bound read-only into every sandbox, so a DATA_DIR here would leak
-    tool = PythonCodeTool(sandbox_settings(visible))
+    offered = candidates(file_system_view())
+    working = [isolation.mode for isolation in offered if probe(isolation, []) is None]
+    if os.environ.get("CI"):
+        assert shutil.which("bwrap"), "CI must install bubblewrap (see .ci/run)"
+        assert [mode for mode in working if mode.startswith("bwrap-")], f"bubblewrap does not work in CI: {offered}"
 
-    status = tool.availability()
+    status = PythonCodeTool(sandbox_settings(visible)).availability()
 
     assert not status.available
-    assert f"sees {visible}" in status.reason or "neither bubblewrap" in status.reason
+    if not offered:
+        assert status.reason == (
+            "no sandbox can be set up: neither bubblewrap (`bwrap`) nor util-linux `unshare` as root is available"
+        )
+        return
+    prefix = "no sandbox can be set up: no isolation works here: "
+    assert status.reason.startswith(prefix), status.reason
+    failures = dict(part.split(": ", 1) for part in status.reason.removeprefix(prefix).split("; "))
+    assert list(failures) == [isolation.mode for isolation in offered]
+    for mode in working:  # a mode that isolates refuses precisely because DATA_DIR would be visible
+        assert failures[mode].startswith("PROBE-FAIL: ") and f"sees {visible}" in failures[mode], failures[mode]
+
+
+async def test_python_code_runs_under_bubblewrap_wherever_it_works(data_dir: Path) -> None:
+    """bubblewrap is preferred over the hand-built `unshare` jail; CI must have it working."""
+    offered = candidates(file_system_view())
+    bwrap_works = any(probe(isolation, []) is None for isolation in offered if isolation.mode.startswith("bwrap-"))
+    if os.environ.get("CI"):
+        assert bwrap_works, f"bubblewrap must be installed and usable in CI: {offered}"
+    tool = PythonCodeTool(sandbox_settings(data_dir))
+
+    if not tool.availability().available:
+        assert not bwrap_works
+        assert tool.availability().reason.startswith("no sandbox can be set up: ")
+        return
+    result = await run(tool, "print('inside')", data_dir)
+
+    assert result.ok and result.data["stdout"] == "inside\n", result.text
+    if bwrap_works:
+        assert result.data["isolation"] == ("bwrap-root" if os.geteuid() == 0 else "bwrap-userns")
+    else:
+        assert result.data["isolation"] == "unshare-root"
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,31 @@ class BadCheckTool(EchoTool):
         raise OSError("probe crashed")
 
 
+class NonFiniteTool(EchoTool):
+    """Returns every kind of float JSON cannot hold, nested the ways tool data nests."""
+
+    name = "non_finite"
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        data = {"big": math.inf, "rows": [[1.5, -math.inf], (math.nan, 2)], "text": "inf", "none": None}
+        return ToolResult(ok=True, text="odd numbers", data=data,
+                          sources=[Source(title="s", metadata={"score": math.nan, "page": 3})])
+
+
+class Row(BaseModel):
+    name: str
+
+
+class NestedArgs(BaseModel):
+    query: str = Field(description="Named like FastAPI's request part, which must not hide it.")
+    rows: list[Row] = Field(default_factory=list, description="Rows.")
+
+
+class NestedTool(EchoTool):
+    name = "nested"
+    args_model: type[BaseModel] = NestedArgs
+
+
 @pytest.fixture
 def context(tmp_path: Path) -> ToolContext:
     return ToolContext(user=User("alice"), settings=load_settings(data_dir=tmp_path))
@@ -116,6 +143,35 @@ async def test_invalid_value_raises_invalid_tool_arguments_naming_the_field(regi
 
     assert raised.value.field == "times"
     assert "less than or equal to 3" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [({"rows": []}, "query"), ({"query": "q", "rows": [{"name": "a"}, {"name": 5}]}, "rows[1].name")],
+)
+async def test_a_nested_or_request_like_argument_is_named_by_its_full_path(
+    context: ToolContext, arguments: dict[str, object], field: str
+) -> None:
+    registry = ToolRegistry(timeout_s=1)
+    registry.register(NestedTool())
+
+    with pytest.raises(InvalidToolArguments) as raised:
+        await registry.invoke("nested", arguments, context)
+
+    assert raised.value.field == field
+    assert f"'{field}'" in str(raised.value)
+
+
+async def test_non_finite_floats_in_a_result_become_json_safe_strings(context: ToolContext) -> None:
+    registry = ToolRegistry(timeout_s=1)
+    registry.register(NonFiniteTool())
+
+    result = await registry.invoke("non_finite", {"text": "x"}, context)
+
+    assert result.ok and result.text == "odd numbers"
+    assert result.data == {"big": "Infinity", "rows": [[1.5, "-Infinity"], ["NaN", 2]], "text": "inf", "none": None}
+    assert result.sources[0].metadata == {"score": "NaN", "page": 3}
+    json.dumps([result.data, result.sources[0].metadata], allow_nan=False)  # raises on any inf or NaN left
 
 
 async def test_missing_argument_is_named(registry: ToolRegistry, context: ToolContext) -> None:
@@ -249,8 +305,11 @@ async def test_langchain_tool_failure_is_an_observation_not_an_exception(registr
 async def test_catalog_registers_the_local_tools_each_implementing_the_protocol(tmp_path: Path) -> None:
     registry = build_tool_registry(load_settings(data_dir=tmp_path))
     try:
-        names = {tool.name for tool in registry.list()}
-        assert {"rag_retrieval", "data_analysis", "python_code", "math_calc", "sql_query"} <= names
+        names = [tool.name for tool in registry.list()]
+        assert sorted(names) == [
+            "data_analysis", "math_calc", "python_code", "rag_retrieval", "sql_query", "weather", "web_search",
+            "wikipedia",
+        ]
         assert all(isinstance(tool, Tool) for tool in registry.list())
         rag = registry.availability("rag_retrieval")
         assert (rag.available, rag.reason) == (False, "document retrieval lands with the RAG issue")
