@@ -354,3 +354,11 @@ def test_presence_and_frequency_penalties_change_sampling(client: openai.OpenAI,
     penalised = client.chat.completions.create(  # type: ignore[call-overload]
         **request, presence_penalty=2.0, frequency_penalty=2.0).choices[0].message.content
     assert plain != penalised
+
+
+def test_messages_longer_than_the_context_are_a_bad_request(client: openai.OpenAI, model_id: str) -> None:
+    too_long = "word " * 5000  # the test server's context holds 2048 tokens
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model=model_id, messages=[{"role": "user", "content": too_long}], max_tokens=2)
+    assert caught.value.param == "messages"
+    assert "context" in caught.value.message
