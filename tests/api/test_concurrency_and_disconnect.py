@@ -24,6 +24,14 @@ def _metric(server: RunningServer, name: str) -> float:
     return total
 
 
+def _cancellations_after(server: RunningServer, before: float) -> float:
+    """The cancelled-generations counter, once it has moved past `before` (or after 20 s)."""
+    deadline = time.monotonic() + 20
+    while _metric(server, "llm_generations_cancelled_total") <= before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _metric(server, "llm_generations_cancelled_total")
+
+
 async def test_concurrent_requests_each_get_their_own_uncorrupted_answer(server: RunningServer, model_id: str) -> None:
     prompts = ["Name a fruit.", "Name an animal.", "Name a country.", "Name a planet.", "Name a colour.",
                "Name a city."]
@@ -83,10 +91,7 @@ def test_client_disconnect_stops_the_generation(server: RunningServer, model_id:
                 received += 1
             if received >= 5:
                 break
-    deadline = time.monotonic() + 20
-    while _metric(server, "llm_generations_cancelled_total") <= cancelled_before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _metric(server, "llm_generations_cancelled_total") == cancelled_before + 1
+    assert _cancellations_after(server, cancelled_before) == cancelled_before + 1
     # The abandoned generation stopped far short of max_tokens, and the model serves the next request.
     generated = _metric(server, "llm_tokens_generated_total") - tokens_before
     assert received - 1 <= generated < 200  # the first event is the role, then one per token
@@ -109,10 +114,7 @@ def test_client_leaving_a_non_streamed_request_stops_its_generation(server: Runn
     }
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.v1}/chat/completions", json=body, headers=server.headers(), timeout=1.0)
-    deadline = time.monotonic() + 20
-    while _metric(server, "llm_generations_cancelled_total") <= cancelled_before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _metric(server, "llm_generations_cancelled_total") == cancelled_before + 1
+    assert _cancellations_after(server, cancelled_before) == cancelled_before + 1
     assert _metric(server, "llm_tokens_generated_total") - tokens_before < 1500
 
 
