@@ -24,6 +24,16 @@ def _metric(server: RunningServer, name: str) -> float:
     return total
 
 
+def _endless_request(model_id: str) -> dict[str, object]:
+    """A request only a disconnect can end early: the end-of-turn tokens are forbidden."""
+    return {
+        "model": model_id,
+        "messages": [{"role": "user", "content": "Write a very long essay about the history of the world."}],
+        "max_tokens": 1500,
+        "logit_bias": {"0": -100, "1": -100, "2": -100},
+    }
+
+
 def _cancellations_after(server: RunningServer, before: float) -> float:
     """The cancelled-generations counter, once it has moved past `before` (or after 20 s)."""
     deadline = time.monotonic() + 20
@@ -74,15 +84,7 @@ async def test_concurrent_streams_are_all_complete(server: RunningServer, model_
 def test_client_disconnect_stops_the_generation(server: RunningServer, model_id: str) -> None:
     cancelled_before = _metric(server, "llm_generations_cancelled_total")
     tokens_before = _metric(server, "llm_tokens_generated_total")
-    body = {
-        "model": model_id,
-        "messages": [{"role": "user", "content": "Write a very long essay about the history of the world."}],
-        "max_tokens": 1500,
-        "temperature": 1.0,
-        # Forbid the end-of-turn tokens so only the disconnect can end this generation early.
-        "logit_bias": {"0": -100, "1": -100, "2": -100},
-        "stream": True,
-    }
+    body = {**_endless_request(model_id), "temperature": 1.0, "stream": True}
     received = 0
     with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=server.headers(), timeout=60) as r:
         assert r.status_code == 200
@@ -106,12 +108,7 @@ def test_client_disconnect_stops_the_generation(server: RunningServer, model_id:
 def test_client_leaving_a_non_streamed_request_stops_its_generation(server: RunningServer, model_id: str) -> None:
     cancelled_before = _metric(server, "llm_generations_cancelled_total")
     tokens_before = _metric(server, "llm_tokens_generated_total")
-    body = {
-        "model": model_id,
-        "messages": [{"role": "user", "content": "Write a very long essay about the history of the world."}],
-        "max_tokens": 1500,
-        "logit_bias": {"0": -100, "1": -100, "2": -100},
-    }
+    body = _endless_request(model_id)
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{server.v1}/chat/completions", json=body, headers=server.headers(), timeout=1.0)
     assert _cancellations_after(server, cancelled_before) == cancelled_before + 1
