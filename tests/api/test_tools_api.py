@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from backend.storage.layout import DataLayout
-from backend.tools.python_code import PythonCodeTool
+from backend.tools.sandbox.python_code import PythonCodeTool
 from tests.api.account_helpers import admin_token, assert_error, bearer, new_user_token
 from tests.conftest import RunningServer
 

@@ -2,5 +2,5 @@
 
 `isolation.py` finds a way to isolate that works on this machine (bubblewrap, else util-linux
 `unshare`) and proves it with a probe; `runner.py` runs one program and reports what happened;
-`bootstrap.py` is the first code inside the sandbox: it applies the limits, then runs the program.
+`launcher.py` is the first code inside the sandbox: it applies the limits, then runs the program.
 """

@@ -6,7 +6,7 @@
 - `bwrap-userns`: the server is not root. bubblewrap with a user namespace maps the sandbox to uid
   65534 inside; RLIMIT_NPROC then counts only that namespace's processes.
 - `unshare-root`: the server is root and bubblewrap is missing. util-linux `unshare` creates the
-  namespaces and `bootstrap.py` builds the same minimal root by hand, chroots and drops the uid.
+  namespaces and `launcher.py` builds the same minimal root by hand, chroots and drops the uid.
 
 Every mode shows the program the same file system: the base Python installation, /usr (with the
 /bin, /lib, /lib64, /sbin links), numpy if the server has it, a synthetic /etc/passwd and /etc/group,
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
+LAUNCHER = Path(__file__).with_name("launcher.py")
 SCRATCH = "/sandbox"
 PROGRAM = f"{SCRATCH}/main.py"
 PACKAGES_MOUNT = "/opt/sandbox-packages"
@@ -136,7 +136,7 @@ class Isolation:
         return dict(SANDBOX_ENV) if self.mode == "unshare-root" else {"PATH": os.defpath}
 
     def command(self, files: RunFiles, config: Mapping[str, object], uid: int, scratch_bytes: int) -> list[str]:
-        bootstrap = BOOTSTRAP.read_text(encoding="utf-8")
+        launcher = LAUNCHER.read_text(encoding="utf-8")
         if self.mode == "unshare-root":
             assert self.unshare
             jail = {
@@ -151,7 +151,7 @@ class Isolation:
             payload = json.dumps({**config, "jail": jail})
             return [
                 self.unshare, "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
-                "--propagation", "private", "--", self.view.python, "-I", "-c", bootstrap, payload,
+                "--propagation", "private", "--", self.view.python, "-I", "-c", launcher, payload,
             ]
         assert self.bwrap
         argv = [self.bwrap, "--die-with-parent", "--new-session", "--hostname", "sandbox", "--clearenv"]
@@ -178,7 +178,7 @@ class Isolation:
         ]
         for name, value in SANDBOX_ENV.items():
             argv += ["--setenv", name, value]
-        python = [self.view.python, "-I", "-c", bootstrap, json.dumps(config)]
+        python = [self.view.python, "-I", "-c", launcher, json.dumps(config)]
         if self.mode == "bwrap-userns":
             return argv + ["--", *python]
         assert self.setpriv

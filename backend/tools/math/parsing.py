@@ -3,7 +3,7 @@
 `parse_expr` ends in `eval`, so text reaches it only after a token check that admits numbers,
 whitelisted operators and plain names (no attribute access, strings, keywords or dunders), and it is
 evaluated against a namespace holding only the whitelisted SymPy names and no builtins. Runs in the
-maths worker process (`math_engine.py`), so it imports nothing from `backend`.
+maths worker process (`engine.py`), so it imports nothing from `backend`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from backend.tools.base import Availability, ToolContext, ToolResult
 from backend.tools.sandbox.isolation import Isolation, find_isolation
 from backend.tools.sandbox.runner import RunLimits, RunReport, SandboxBusy, UidSlots, default_uid_slots, run_sandboxed
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 MAX_CONCURRENT_RUNS = 4
 MAX_CODE_CHARS = 100_000
 

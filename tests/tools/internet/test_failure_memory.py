@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.tools.base import Availability
-from backend.tools.failure_memory import LastFailure
+from backend.tools.internet.failure_memory import LastFailure
 
 
 def test_a_failure_is_reported_until_a_call_succeeds() -> None:

@@ -15,7 +15,7 @@ from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.tools.base import Source, Tool, ToolContext, ToolResult
 from backend.tools.catalog import build_tool_registry
-from backend.tools.wikipedia_tool import WikipediaArgs, WikipediaTool
+from backend.tools.internet.wikipedia_tool import WikipediaArgs, WikipediaTool
 from tests.fakes.internet_services import (
     GARBAGE,
     SERVER_ERROR,

@@ -15,7 +15,7 @@ from backend.config import Settings, load_settings
 from backend.tools.base import Availability, Source, Tool, ToolContext, ToolResult
 from backend.tools.catalog import build_tool_registry
 from backend.tools.registry import InvalidToolArguments
-from backend.tools.web_search import WebSearchArgs, WebSearchTool
+from backend.tools.internet.web_search import WebSearchArgs, WebSearchTool
 from tests.fakes.internet_services import (
     GARBAGE,
     SERVER_ERROR,

@@ -10,8 +10,8 @@ import pytest
 from backend.auth.models import User
 from backend.config import load_settings
 from backend.tools.base import ToolContext, ToolResult
-from backend.tools.math_calc import MathCalcArgs, MathCalcTool
-from backend.tools.math_engine import MathError, compute, handle
+from backend.tools.math.math_calc import MathCalcArgs, MathCalcTool
+from backend.tools.math.engine import MathError, compute, handle
 
 
 @pytest.mark.parametrize(

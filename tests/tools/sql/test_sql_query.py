@@ -15,8 +15,8 @@ from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.storage.layout import DataLayout
 from backend.tools.base import ToolContext, ToolResult
-from backend.tools.sql_query import SqlQueryArgs, SqlQueryTool
-from backend.tools.sql_sources import SAMPLE_DB
+from backend.tools.sql.sql_query import SqlQueryArgs, SqlQueryTool
+from backend.tools.sql.sources import SAMPLE_DB
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from backend.config import Settings
 from backend.tools.base import Availability, Source, ToolContext, ToolResult
-from backend.tools.sql_sources import SAMPLE_DB, UserDatabase, gather, read_only_uri
+from backend.tools.sql.sources import SAMPLE_DB, UserDatabase, gather, read_only_uri
 
 MAX_VALUE_BYTES = 10_000_000
 """SQLITE_LIMIT_LENGTH: `randomblob(1e9)` fails at once instead of allocating a gigabyte."""

@@ -101,7 +101,7 @@ def run_program(path: str) -> None:
 
         trace = error.__traceback__
         if trace is not None and trace.tb_frame.f_code.co_filename == "<string>":
-            trace = trace.tb_next  # hide this bootstrap's own frame
+            trace = trace.tb_next  # hide this launcher's own frame
         traceback.print_exception(type(error), error, trace)
         sys.exit(1)
 

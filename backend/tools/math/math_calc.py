@@ -1,7 +1,7 @@
 """`math_calc`: exact maths with SymPy, computed in worker processes that are killed when they run away.
 
 A SymPy computation in a thread cannot be stopped (`9^9^9^9` would hold a core and memory for good),
-so the engine (`math_engine.py`) runs in a child process with an address-space cap; a call that
+so the engine (`engine.py`) runs in a child process with an address-space cap; a call that
 overruns `MATH_TIMEOUT_S` kills its worker and a fresh one starts for the next call.
 """
 
@@ -23,11 +23,11 @@ from backend.tools.base import Availability, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-ENGINE_FILES = tuple(Path(__file__).with_name(name) for name in ("math_engine.py", "math_parsing.py"))
+REPO_ROOT = Path(__file__).resolve().parents[3]
+ENGINE_FILES = tuple(Path(__file__).with_name(name) for name in ("engine.py", "parsing.py"))
 WORKER_COMMAND = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from backend.tools.math_engine import main; main(int(sys.argv[2]))"
+    "from backend.tools.math.engine import main; main(int(sys.argv[2]))"
 )
 """`python -I` keeps the environment's PYTHON* variables out but also the script's folder off the path,
 so the root is put there by hand, for the engine and its parser."""

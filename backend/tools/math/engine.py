@@ -2,7 +2,7 @@
 
 Runs inside a worker process (`main()` speaks JSON lines on stdin/stdout) that the server can kill
 when a computation runs away. The worker is started with `python -I` and the repository root on its
-path, so it imports its parser (`math_parsing.py`) and nothing else of `backend`: no settings, no secrets.
+path, so it imports its parser (`parsing.py`) and nothing else of `backend`: no settings, no secrets.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import sympy  # type: ignore[import-untyped]
 
-from backend.tools.math_parsing import (
+from backend.tools.math.parsing import (
     EQUALS,
     MathError,
     parse,

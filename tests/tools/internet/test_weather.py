@@ -15,7 +15,7 @@ from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.tools.base import Tool, ToolContext, ToolResult
 from backend.tools.catalog import build_tool_registry
-from backend.tools.weather import WeatherArgs, WeatherTool, describe_weather_code
+from backend.tools.internet.weather import WeatherArgs, WeatherTool, describe_weather_code
 from tests.fakes.internet_services import (
     BERLIN,
     GARBAGE,

@@ -23,7 +23,7 @@ from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.storage.layout import DataLayout
 from backend.tools.base import ToolContext, ToolResult
-from backend.tools.python_code import REPO_ROOT, PythonCodeArgs, PythonCodeTool
+from backend.tools.sandbox.python_code import REPO_ROOT, PythonCodeArgs, PythonCodeTool
 from backend.tools.registry import ToolRegistry
 from backend.tools.sandbox.isolation import SANDBOX_ENV, Isolation, candidates, file_system_view, probe
 from backend.tools.sandbox.runner import RunLimits, run_sandboxed

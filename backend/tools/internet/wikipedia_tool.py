@@ -32,8 +32,8 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from backend.config import Settings
 from backend.tools.base import Availability, Source, ToolContext, ToolResult
-from backend.tools.failure_memory import LastFailure
-from backend.tools.http_json import request_budget_s
+from backend.tools.internet.failure_memory import LastFailure
+from backend.tools.internet.http_json import request_budget_s
 
 logger = logging.getLogger(__name__)
 
