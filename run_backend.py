@@ -7,6 +7,7 @@ import sys
 
 import uvicorn
 
+from backend.api.http_protocol import slow_client_protocol
 from backend.app import create_app
 from backend.config import SettingsError, load_settings
 from backend.logging_setup import configure_logging
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         # The client address (which failed sign-ins are counted against) comes from X-Forwarded-For
         # only on connections from these proxies; anyone else could write any address there.
         proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+        # Slow or never-finished request headers and bodies are timed out (uvicorn alone never does).
+        http=slow_client_protocol(settings),
     )
     return 0
 

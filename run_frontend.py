@@ -17,12 +17,16 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from backend.config import SettingsError, load_settings
+from backend.api.body_limit import BodyLimitMiddleware
+from backend.api.http_protocol import slow_client_protocol
+from backend.api.security_headers import PAGE_CSP, SecurityHeadersMiddleware
+from backend.config import Settings, SettingsError, load_settings
 from backend.logging_setup import configure_logging
 
 FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
@@ -37,7 +41,11 @@ SERVER_OPTIONS: dict[str, Any] = {"log_config": None, "proxy_headers": False}
 uvicorn's default it would take a loopback caller's X-Forwarded-For as the caller's address."""
 
 
-def create_frontend_app(backend_url: str) -> Starlette:
+def create_frontend_app(
+    backend_url: str,
+    max_request_mb: int = Settings.model_fields["max_request_mb"].default,
+    max_upload_mb: int = Settings.model_fields["max_upload_mb"].default,
+) -> Starlette:
     client = httpx.AsyncClient(base_url=backend_url, timeout=httpx.Timeout(600, connect=5))
 
     async def forward(request: Request) -> StreamingResponse | JSONResponse:
@@ -77,7 +85,13 @@ def create_frontend_app(backend_url: str) -> Starlette:
         yield
         await client.aclose()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [
+        # The page's CSP allows its own script and stylesheet only; forwarded API answers keep the API's headers.
+        Middleware(SecurityHeadersMiddleware, content_security_policy=PAGE_CSP),
+        # Bodies are read whole before they are forwarded: bounded as the API server bounds them.
+        Middleware(BodyLimitMiddleware, max_request_mb=max_request_mb, max_upload_mb=max_upload_mb),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     backend_url = args.backend or settings.backend_url()
     print(f"Web UI on http://{settings.server_host}:{settings.frontend_port} (API at {backend_url})", flush=True)
-    uvicorn.run(create_frontend_app(backend_url), host=settings.server_host, port=settings.frontend_port,
-                **SERVER_OPTIONS)
+    app = create_frontend_app(backend_url, settings.max_request_mb, settings.max_upload_mb)
+    uvicorn.run(app, host=settings.server_host, port=settings.frontend_port,
+                http=slow_client_protocol(settings), **SERVER_OPTIONS)
     return 0
 
 

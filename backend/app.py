@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from backend.api import (
     admin_router,
@@ -17,12 +18,21 @@ from backend.api import (
     sessions_router,
     tools_router,
 )
+from backend.api.body_limit import BodyLimitMiddleware
 from backend.api.deps import get_rate_limited_user
 from backend.api.errors import install_error_handlers
+from backend.api.security_headers import DOCS_PATHS, SecurityHeadersMiddleware
 from backend.bootstrap import build_services
 from backend.config import Settings, load_settings
 from backend.logging_setup import configure_logging
 from backend.metrics import Metrics, MetricsMiddleware
+
+
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's ServerErrorMiddleware (which add_middleware cannot reach), so that
+        # 500s get the security headers too. /docs and /redoc load Swagger UI and ReDoc from a CDN.
+        return SecurityHeadersMiddleware(super().build_middleware_stack(), csp_by_path=DOCS_PATHS)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -37,8 +47,12 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await services.aclose()
 
-    app = FastAPI(title="Local agentic LLM server", version="0.1.0", lifespan=lifespan)
+    app = _App(title="Local agentic LLM server", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    # Innermost: its 413s still pass CORS (so browsers can read them) and the metrics.
+    app.add_middleware(
+        BodyLimitMiddleware, max_request_mb=settings.max_request_mb, max_upload_mb=settings.max_upload_mb
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from backend.agents.chat_service import ChatService
 from backend.auth.admin_bootstrap import bootstrap_admin
 from backend.auth.auth_service import AuthService
-from backend.auth.rate_limit import FailureLimiter, RequestRateLimiter
+from backend.auth.login_throttle import LoginThrottle
+from backend.auth.rate_limit import RequestRateLimiter
 from backend.auth.secret_key import load_or_create_secret_key
 from backend.auth.tokens import TokenCodec
 from backend.auth.user_service import UserService
@@ -22,6 +23,7 @@ from backend.storage.api_key_repository import ApiKeyRepository
 from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
+from backend.storage.private_paths import make_private_data_dir
 from backend.storage.user_repository import UserRepository
 from backend.tools.catalog import build_tool_registry
 from backend.tools.registry import ToolRegistry
@@ -50,7 +52,7 @@ class Services:
 
 
 async def build_services(settings: Settings, metrics: Metrics) -> Services:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(make_private_data_dir, settings.data_dir)
     accounts = await _build_accounts(settings)
     llm = await build_llm_backend(settings, metrics)
     health = await llm.health()
@@ -95,11 +97,11 @@ async def _build_accounts(settings: Settings) -> _Accounts:
     auth = AuthService(
         user_repository, api_key_repository, users,
         TokenCodec(secret_key, settings.jwt_expiration_hours * 3600),
-        login_failures_by_name=FailureLimiter(
-            settings.login_max_failures_per_username, settings.login_failure_window_s
-        ),
-        login_failures_by_address=FailureLimiter(
-            settings.login_max_failures_per_address, settings.login_failure_window_s
+        login_throttle=LoginThrottle(
+            free_failures=settings.login_free_failures, max_delay_s=settings.login_max_delay_s,
+            max_per_address=settings.login_max_failures_per_address,
+            max_per_username=settings.login_max_failures_per_username,
+            window_s=settings.login_failure_window_s, max_entries=settings.login_throttle_max_entries,
         ),
         allow_signup=settings.allow_signup,
     )

@@ -9,7 +9,7 @@ import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backend.auth.models import USERNAME_REGEX
@@ -57,6 +57,26 @@ class Settings(BaseSettings):
         description="Which proxy addresses may set X-Forwarded-For (comma-separated IPs or networks, `*` for any).",
     )
 
+    # --- requests (issue 12: every request bounded before expensive work starts)
+    max_request_mb: int = Field(
+        4, ge=1, le=1024, description="Largest request body in MB (2^20 bytes); larger gets 413 while it is read."
+    )
+    max_upload_mb: int = Field(
+        25, ge=1, le=10240, description="Largest multipart/form-data body under /api/files/ (file uploads), in MB."
+    )
+    client_header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Longest time a client may take to send a request's headers."
+    )
+    client_body_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Longest pause between two reads of a request body before 408."
+    )
+    max_messages: int = Field(1000, ge=1, le=100_000, description="Messages one chat request may hold at most.")
+    max_prompt_chars: int = Field(
+        1_000_000, ge=1000, le=100_000_000,
+        description="Characters of all message contents of one chat request at most (also the cap on its tools' JSON).",
+    )
+    max_tools: int = Field(128, ge=1, le=10_000, description="Tool definitions one chat request may hold at most.")
+
     # --- LLM backends
     llm_backend: LLMBackendName = Field(
         "auto", description="`auto` (Ollama if it answers within 2 s, else embedded), `llamacpp`, `ollama`, `openai`."
@@ -73,6 +93,19 @@ class Settings(BaseSettings):
     llamacpp_max_queue: int = Field(
         32, ge=1, le=10000, description="Requests that may wait for the embedded model before new ones get 503."
     )
+    llamacpp_max_queue_per_user: int = Field(
+        4, ge=1, le=10000,
+        description="Generations one user may have queued or running on the embedded model; more get 429.",
+    )
+
+    @field_validator("llamacpp_max_queue_per_user")
+    @classmethod
+    def _share_within_queue(cls, value: int, info: ValidationInfo) -> int:
+        queue = info.data.get("llamacpp_max_queue")
+        if queue is not None and value > queue:
+            raise ValueError(f"must be at most LLAMACPP_MAX_QUEUE ({queue})")
+        return value
+
     openai_upstream_base_url: str | None = Field(
         None, description="Base URL (ending in /v1) of an OpenAI-compatible upstream: vLLM, llama-server, LM Studio."
     )
@@ -92,14 +125,26 @@ class Settings(BaseSettings):
     jwt_expiration_hours: float = Field(24, gt=0, le=24 * 365, description="Lifetime of a sign-in token.")
     allow_signup: bool = Field(False, description="Let anyone create a `user` account at /api/auth/signup.")
     rate_limit_rpm: int = Field(120, ge=0, le=1_000_000, description="Requests per minute per user on /v1/*; 0 = off.")
+    login_free_failures: int = Field(
+        5, ge=1, le=1000,
+        description="Wrong passwords for one username from one address before each further try waits (1 s, doubling).",
+    )
+    login_max_delay_s: float = Field(
+        300, ge=1, le=86_400, description="Longest wait between tries for one username from one address."
+    )
     login_max_failures_per_username: int = Field(
-        10, ge=1, le=10_000, description="Failed sign-ins for one username within the window before it is throttled."
+        100, ge=1, le=1_000_000,
+        description="Failed sign-ins for one username from all addresses per window; then only its familiar ones work.",
     )
     login_max_failures_per_address: int = Field(
-        50, ge=1, le=100_000, description="Failed sign-ins from one client address within the window before throttling."
+        50, ge=1, le=1_000_000, description="Failed sign-ins from one client address, over all usernames, per window."
     )
     login_failure_window_s: float = Field(
         900, gt=0, le=86_400, description="Window (seconds) over which failed sign-ins are counted."
+    )
+    login_throttle_max_entries: int = Field(
+        20_000, ge=100, le=10_000_000,
+        description="Entries each sign-in throttle table keeps at most (oldest dropped first), bounding its memory.",
     )
 
     # --- tools
@@ -120,18 +165,34 @@ class Settings(BaseSettings):
         "https://api.open-meteo.com/v1/forecast", description="Open-Meteo forecast endpoint."
     )
     sandbox_cpu_seconds: int = Field(10, ge=1, le=600, description="CPU seconds for one sandboxed Python run.")
-    sandbox_memory_mb: int = Field(512, ge=64, le=65536, description="Address-space limit of a sandboxed Python run.")
+    sandbox_memory_mb: int = Field(
+        512, ge=64, le=65536, description="Memory of one sandboxed Python run, all its processes together."
+    )
     sandbox_wall_seconds: float = Field(15.0, gt=0, le=600, description="Wall-clock limit of a sandboxed Python run.")
     sandbox_max_output_bytes: int = Field(65536, ge=1024, le=10_000_000, description="Cap on captured stdout/stderr.")
     sandbox_max_processes: int = Field(
-        16, ge=1, le=1024, description="Processes (and threads) one sandboxed Python run may have at once."
+        4, ge=1, le=1024, description="Processes (and threads) one sandboxed Python run may have at once."
     )
     sandbox_disk_mb: int = Field(
         64, ge=1, le=4096, description="Size of the in-memory scratch folder of a sandboxed Python run."
     )
+    sandbox_max_runs: int = Field(4, ge=1, le=256, description="Sandboxed Python runs at once, all users together.")
+    sandbox_max_runs_per_user: int = Field(
+        2, ge=1, le=256, description="Sandboxed Python runs one user may have at once (at most SANDBOX_MAX_RUNS)."
+    )
     math_timeout_s: float = Field(10.0, gt=0, le=300, description="Longest run of one math_calc computation.")
     sql_timeout_s: float = Field(5.0, gt=0, le=300, description="Longest run of one SQL query.")
     sql_max_rows: int = Field(200, ge=1, le=100_000, description="Rows returned by one SQL query at most.")
+    math_max_workers: int = Field(
+        2, ge=1, le=64, description="math_calc worker processes (up to 1 GB each) computing at once."
+    )
+    math_max_per_user: int = Field(
+        1, ge=1, le=64, description="math_calc computations one user may have in progress; more get 429."
+    )
+    sql_max_workers: int = Field(4, ge=1, le=64, description="Threads running sql_query queries at once.")
+    sql_max_per_user: int = Field(
+        2, ge=1, le=64, description="sql_query queries one user may have in progress; more get 429."
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

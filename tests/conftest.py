@@ -14,6 +14,7 @@ import openai
 import pytest
 import uvicorn
 
+from backend.api.http_protocol import slow_client_protocol
 from backend.app import create_app
 from backend.config import Settings, load_settings
 
@@ -45,7 +46,10 @@ class ServerThread:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=settings.server_port, log_level="warning", lifespan="on"
+            create_app(settings), host="127.0.0.1", port=settings.server_port, log_level="warning", lifespan="on",
+            # As run_backend.py: X-Forwarded-For is believed only from FORWARDED_ALLOW_IPS (default loopback).
+            proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips,
+            http=slow_client_protocol(settings),  # as run_backend.py: slow headers and bodies are timed out
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -79,6 +83,8 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "rate_limit_rpm": 0,
     }
     values.update(overrides)
+    # Likewise the per-user share of the model: the whole queue (tests/api/test_model_limits_attacks.py tests it).
+    values.setdefault("llamacpp_max_queue_per_user", values.get("llamacpp_max_queue", 32))
     return load_settings(**values)
 
 

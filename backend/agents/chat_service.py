@@ -7,7 +7,7 @@ conversation store already carry it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backend.llm.port import ChatMessage, ChatResult, GenerationOptions, LLMBackend, StreamDelta, join_stream
 from backend.metrics import Metrics
@@ -21,6 +21,8 @@ class ChatTurn:
     messages: list[ChatMessage]
     options: GenerationOptions
     mode: str = "auto"
+    user: str | None = None
+    """The signed-in username: the backend's per-user share of the model is counted against it."""
 
 
 class ChatService:
@@ -30,7 +32,8 @@ class ChatService:
 
     async def stream(self, turn: ChatTurn) -> AsyncIterator[StreamDelta]:
         """Stream the answer; closing this iterator stops the generation."""
-        stream = self._llm.stream_chat(turn.model, turn.messages, turn.options)
+        options = turn.options if turn.user is None else replace(turn.options, user=turn.user)
+        stream = self._llm.stream_chat(turn.model, turn.messages, options)
         try:
             async for delta in stream:
                 if delta.usage:

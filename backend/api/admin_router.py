@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.api.deps import AdminUser, UserServiceDep
+from backend.api.json_body import body_docs, json_body
 from backend.auth.models import Role
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -37,13 +38,18 @@ async def list_users(_: AdminUser, users: UserServiceDep) -> dict[str, Any]:
     return {"object": "list", "data": [record.public() for record in records], "total": len(records)}
 
 
-@router.post("/users", status_code=201)
-async def create_user(body: NewUser, _: AdminUser, users: UserServiceDep) -> dict[str, Any]:
+# Bodies are read by `json_body` after the admin check (see backend/api/json_body.py).
+NewUserBody = Annotated[NewUser, Depends(json_body(NewUser))]
+UserChangeBody = Annotated[UserChange, Depends(json_body(UserChange))]
+
+
+@router.post("/users", status_code=201, openapi_extra=body_docs(NewUser))
+async def create_user(_: AdminUser, users: UserServiceDep, body: NewUserBody) -> dict[str, Any]:
     return (await users.create_user(body.username, body.password, body.role)).public()
 
 
-@router.patch("/users/{username}")
-async def update_user(username: str, body: UserChange, admin: AdminUser, users: UserServiceDep) -> dict[str, Any]:
+@router.patch("/users/{username}", openapi_extra=body_docs(UserChange))
+async def update_user(username: str, admin: AdminUser, users: UserServiceDep, body: UserChangeBody) -> dict[str, Any]:
     record = await users.update_user(
         username, acting=admin, role=body.role, password=body.password, disabled=body.disabled
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
 
 from backend.api.deps import AuthServiceDep, CurrentUser
-from backend.api.errors import APIError
+from backend.api.json_body import body_docs, json_body
 from backend.auth.api_keys import KEY_ID_PATTERN
 from backend.auth.auth_service import SignIn
 from backend.storage.api_key_repository import ApiKeyNotFound
@@ -52,23 +50,11 @@ _CREDENTIALS_BODY = {
 }
 
 
-async def _credentials(request: Request) -> Credentials:
-    """Read the body as JSON or as an OAuth2 password form, whichever the client sent."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    payload: Any
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        payload = {key: value for key, value in form.items() if isinstance(value, str)}
-    else:
-        try:
-            payload = json.loads(await request.body() or b"null")
-        except ValueError:
-            raise APIError(400, "The body is neither JSON nor an OAuth2 password form.", code="invalid_body") from None
-    try:
-        return Credentials.model_validate(payload)
-    except ValidationError as error:
-        problems = [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors()]
-        raise RequestValidationError(problems) from None
+# Bodies are read by `json_body` after the route's user (see backend/api/json_body.py).
+CredentialsBody = Annotated[Credentials, Depends(json_body(Credentials, forms=True))]
+"""JSON or an OAuth2 password form, whichever the client sent."""
+PasswordChangeBody = Annotated[PasswordChange, Depends(json_body(PasswordChange))]
+NewApiKeyBody = Annotated[NewApiKeyRequest, Depends(json_body(NewApiKeyRequest))]
 
 
 def _client_address(request: Request) -> str:
@@ -85,14 +71,13 @@ def _sign_in_json(sign_in: SignIn) -> dict[str, Any]:
 
 
 @router.post("/login", openapi_extra=_CREDENTIALS_BODY)
-async def login(request: Request, auth: AuthServiceDep) -> dict[str, Any]:
+async def login(request: Request, auth: AuthServiceDep, credentials: CredentialsBody) -> dict[str, Any]:
     """Exchange username and password for a sign-in token (`Authorization: Bearer <access_token>`)."""
-    credentials = await _credentials(request)
     return _sign_in_json(await auth.login(credentials.username, credentials.password, _client_address(request)))
 
 
-@router.post("/signup", status_code=201)
-async def signup(body: Credentials, request: Request, auth: AuthServiceDep) -> dict[str, Any]:
+@router.post("/signup", status_code=201, openapi_extra=body_docs(Credentials))
+async def signup(request: Request, auth: AuthServiceDep, body: CredentialsBody) -> dict[str, Any]:
     """Create a `user` account and sign in; only when the server runs with ALLOW_SIGNUP=true."""
     return _sign_in_json(await auth.signup(body.username, body.password, _client_address(request)))
 
@@ -103,14 +88,20 @@ async def me(user: CurrentUser, auth: AuthServiceDep) -> dict[str, Any]:
     return {**record.public(), "auth_method": user.auth_method}
 
 
-@router.put("/me/password")
-async def change_password(body: PasswordChange, user: CurrentUser, auth: AuthServiceDep) -> dict[str, Any]:
-    """Change your own password; every older sign-in token stops working and a fresh one is returned."""
-    return _sign_in_json(await auth.change_own_password(user, body.current_password, body.new_password))
+@router.put("/me/password", openapi_extra=body_docs(PasswordChange))
+async def change_password(
+    request: Request, user: CurrentUser, auth: AuthServiceDep, body: PasswordChangeBody
+) -> dict[str, Any]:
+    """Change your own password; every older sign-in token stops working and a fresh one is returned.
+
+    Wrong `current_password`s are throttled like failed sign-ins (429 with `Retry-After`).
+    """
+    address = _client_address(request)
+    return _sign_in_json(await auth.change_own_password(user, body.current_password, body.new_password, address))
 
 
-@router.post("/api-keys", status_code=201)
-async def create_api_key(body: NewApiKeyRequest, user: CurrentUser, auth: AuthServiceDep) -> dict[str, Any]:
+@router.post("/api-keys", status_code=201, openapi_extra=body_docs(NewApiKeyRequest))
+async def create_api_key(user: CurrentUser, auth: AuthServiceDep, body: NewApiKeyBody) -> dict[str, Any]:
     """Create an API key for OpenAI SDKs. `key` is shown in this response only; store it now."""
     created = await auth.create_api_key(user, body.name.strip() or body.name)
     return {**created.record.public(), "key": created.key}

@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, TypeVar
 
 import anyio
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend.agents.chat_service import ChatTurn
 from backend.api.deps import ChatServiceDep, ConversationServiceDep, CurrentUser, MetricsDep
 from backend.api.errors import APIError, api_error_from_llm
+from backend.api.json_body import body_docs, json_body
 from backend.api.openai_schemas import (
     SSE_DONE,
     ChatCompletionRequest,
@@ -35,14 +36,15 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 T = TypeVar("T")
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, openapi_extra=body_docs(ChatCompletionRequest))
 async def chat_completions(
     request: Request,
-    body: ChatCompletionRequest,
     chat: ChatServiceDep,
     metrics: MetricsDep,
     user: CurrentUser,
     conversations: ConversationServiceDep,
+    # After the user: the body is read only once the credentials are good.
+    body: Annotated[ChatCompletionRequest, Depends(json_body(ChatCompletionRequest))],
     x_session_id: Annotated[
         str | None, Header(alias="X-Session-Id", description="Session to record into, if the body has none.")
     ] = None,
@@ -51,7 +53,8 @@ async def chat_completions(
     # The exchange is recorded in the user's session (someone else's id answers 404 before any work).
     session = await conversations.open_session(user, body.session_id or x_session_id)
     session_field = {"session_id": session.session_id}
-    turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode)
+    turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode,
+                    user=user.username)
     if not body.stream:
         try:
             result = await _unless_client_leaves(request, chat.complete(turn))

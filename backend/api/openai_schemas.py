@@ -1,7 +1,8 @@
 """The OpenAI wire format: request models for /v1/chat/completions, response and chunk builders, SSE framing.
 
 Request models ignore unknown fields (clients send `metadata`, `store`, `service_tier`…) and their
-`Field` descriptions double as API docs.
+`Field` descriptions double as API docs. Their size limits (messages, characters, tools) come from the
+settings passed as validation context by `json_body`, and are checked before any template or tokenizer runs.
 """
 
 from __future__ import annotations
@@ -11,12 +12,25 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from backend.api.errors import APIError
+from backend.config import Settings
 from backend.llm.port import ChatMessage, GenerationOptions, StreamDelta, ToolCall, Usage, new_tool_call_id
 
 ChatMode = Literal["auto", "chat", "react", "plan_execute"]
+
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 500
+MAX_LOGIT_BIAS_ENTRIES = 1024
+
+
+def _limit(info: ValidationInfo, name: str) -> int:
+    """A request limit from the settings given as validation context, or its default without any."""
+    settings = (info.context or {}).get("settings")
+    value = getattr(settings, name) if isinstance(settings, Settings) else Settings.model_fields[name].default
+    return int(value)
 
 
 class _Lenient(BaseModel):
@@ -94,7 +108,9 @@ class ChatCompletionRequest(_Lenient):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="Wins over `max_tokens` when both are set.")
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(
+        None, description=f"Up to {MAX_STOP_SEQUENCES} sequences of at most {MAX_STOP_CHARS} characters each."
+    )
     seed: int | None = None
     n: int | None = Field(None, ge=1)
     stream: bool = False
@@ -102,7 +118,7 @@ class ChatCompletionRequest(_Lenient):
     response_format: ResponseFormat | None = None
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(None, max_length=MAX_LOGIT_BIAS_ENTRIES)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logprobs: bool | None = Field(None, description="Not supported: `true` is refused with a 400.")
@@ -115,8 +131,55 @@ class ChatCompletionRequest(_Lenient):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(value, list) and len(value) > 4:
-            raise ValueError("at most 4 stop sequences")
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        sequences = [value] if isinstance(value, str) else value or []
+        if any(len(sequence) > MAX_STOP_CHARS for sequence in sequences):
+            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters")
+        return value
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _few_enough_messages(cls, value: object, info: ValidationInfo) -> object:
+        # Before the items are validated: 100,000 tiny messages are refused without building any of them.
+        limit = _limit(info, "max_messages")
+        if isinstance(value, list) and len(value) > limit:
+            raise PydanticCustomError(
+                "too_many_messages", "at most {limit} messages are accepted (MAX_MESSAGES), got {count}",
+                {"limit": limit, "count": len(value)},
+            )
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _short_enough_prompt(cls, messages: list[MessageIn], info: ValidationInfo) -> list[MessageIn]:
+        limit = _limit(info, "max_prompt_chars")
+        total = sum(_message_chars(message) for message in messages)
+        if total > limit:
+            raise PydanticCustomError(
+                "prompt_too_long", "the messages hold {count} characters; at most {limit} are accepted "
+                "(MAX_PROMPT_CHARS)", {"limit": limit, "count": total},
+            )
+        return messages
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _few_and_small_enough_tools(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, list):
+            return value
+        limit = _limit(info, "max_tools")
+        if len(value) > limit:
+            raise PydanticCustomError(
+                "too_many_tools", "at most {limit} tools are accepted (MAX_TOOLS), got {count}",
+                {"limit": limit, "count": len(value)},
+            )
+        # Tool definitions are rendered into the prompt too; their schemas' own bounds are checked later.
+        size, size_limit = len(json.dumps(value, default=str)), _limit(info, "max_prompt_chars")
+        if size > size_limit:
+            raise PydanticCustomError(
+                "tools_too_large", "the tool definitions hold {count} characters of JSON; at most {limit} are "
+                "accepted (MAX_PROMPT_CHARS)", {"limit": size_limit, "count": size},
+            )
         return value
 
     def check_supported(self) -> None:
@@ -204,6 +267,15 @@ def _is_json_object(text: str) -> bool:
         return isinstance(json.loads(text), dict)
     except json.JSONDecodeError:
         return False
+
+
+def _message_chars(message: MessageIn) -> int:
+    """What a message puts into the prompt: its text and its tool calls' arguments."""
+    chars = len(_flatten(message.content) or "") + len(message.name or "")
+    for call in message.tool_calls or []:
+        arguments = call.function.arguments
+        chars += len(call.function.name) + len(arguments if isinstance(arguments, str) else json.dumps(arguments))
+    return chars
 
 
 def _flatten(content: str | list[ContentPart] | None) -> str | None:

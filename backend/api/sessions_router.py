@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from backend.api.deps import ConversationServiceDep, CurrentUser
+from backend.api.json_body import body_docs, json_body
 from backend.storage.conversation_repository import Conversation
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -51,9 +52,10 @@ async def get_session(session_id: str, user: CurrentUser, conversations: Convers
     return _session_json(await conversations.get_session(user, session_id))
 
 
-@router.patch("/{session_id}")
+@router.patch("/{session_id}", openapi_extra=body_docs(SessionRename))
 async def rename_session(
-    session_id: str, body: SessionRename, user: CurrentUser, conversations: ConversationServiceDep
+    session_id: str, user: CurrentUser, conversations: ConversationServiceDep,
+    body: Annotated[SessionRename, Depends(json_body(SessionRename))],  # read after the user
 ) -> dict[str, Any]:
     return _session_json(await conversations.rename_session(user, session_id, body.title))
 

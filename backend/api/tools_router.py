@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Depends
 from fastapi.encoders import jsonable_encoder
 
 from backend.api.deps import CurrentUser, RateLimitedUser, SettingsDep, ToolRegistryDep
 from backend.api.errors import APIError
+from backend.api.json_body import body_docs, json_body
 from backend.tools.base import ToolContext
 from backend.tools.registry import InvalidToolArguments, UnknownTool
 
@@ -34,15 +35,22 @@ async def list_tools(registry: ToolRegistryDep, _user: CurrentUser) -> dict[str,
     return {"object": "list", "data": tools}
 
 
-@router.post("/{name}/invoke")
+ToolArguments = Annotated[Any, Depends(json_body(Any, required=False))]
+"""The tool's arguments as one JSON object (an empty body means none); the registry validates them."""
+
+
+@router.post("/{name}/invoke", openapi_extra=body_docs(
+    dict[str, Any], required=False, description="The tool's arguments as one JSON object."
+))
 async def invoke_tool(
     name: str,
     registry: ToolRegistryDep,
     settings: SettingsDep,
     user: RateLimitedUser,
-    arguments: Annotated[Any, Body(description="The tool's arguments as one JSON object.")] = None,
+    arguments: ToolArguments,  # after the user: read only once the credentials are good
 ) -> dict[str, Any]:
-    """Run one tool as the signed-in user. A tool that fails answers 200 with `ok: false` and the reason."""
+    """Run one tool as the signed-in user. A tool that fails answers 200 with `ok: false` and the reason;
+    a user already holding their share of the tool's pool gets 429 with `Retry-After` (`TooManyRequests`)."""
     try:
         result = await registry.invoke(name, {} if arguments is None else arguments, ToolContext(user, settings))
     except UnknownTool as error:

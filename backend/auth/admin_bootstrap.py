@@ -1,17 +1,28 @@
 """First start: with no users at all, create the admin from `ADMIN_USERNAME` / `ADMIN_PASSWORD`.
 
 Without `ADMIN_PASSWORD` a strong password is generated, printed once on the console and written
-to `DATA_DIR/initial_admin_password` (0600); no password is ever a literal in the source.
+to `DATA_DIR/initial_admin_password` (0600); no password is ever a literal in the source. That file
+is deleted as soon as the password it holds is no longer the admin's (`forget_initial_password`
+on every password change, and a check at each start for changes made while it was not running).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
 
 from backend.auth.models import USERNAME_PATTERN, UserRecord
-from backend.auth.passwords import PasswordRejected, check_policy, generate_password, hash_password_sync
+from backend.auth.passwords import (
+    MAX_PASSWORD_BYTES,
+    PasswordRejected,
+    check_policy,
+    generate_password,
+    hash_password_sync,
+    verify_password,
+)
 from backend.storage.json_store import write_atomically
 from backend.storage.timestamps import utc_now_iso
 from backend.storage.user_repository import UserRepository
@@ -37,7 +48,9 @@ async def bootstrap_admin(
             check_policy(configured_password, param="ADMIN_PASSWORD")
         except PasswordRejected as error:
             raise AdminBootstrapError(f"Invalid setting ADMIN_PASSWORD: {error.message}") from None
-    if await users.list_all():
+    existing = await users.list_all()
+    if existing:
+        await _forget_stale_initial_password(existing, password_file)
         return None
     generated: list[str] = []
 
@@ -64,3 +77,43 @@ async def bootstrap_admin(
             )
             print(banner, file=sys.stderr, flush=True)
     return created
+
+
+def _read_initial_password(password_file: Path) -> str | None:
+    """The generated password in the file, or None when there is no file; junk reads as ''."""
+    try:
+        text = password_file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return text if 0 < len(text.encode("utf-8")) <= MAX_PASSWORD_BYTES else ""
+
+
+def _delete(password_file: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        password_file.unlink()
+
+
+async def forget_initial_password(password_file: Path, replaced_hash: str) -> bool:
+    """Delete the generated first-admin password if it was the one `replaced_hash` (now changed) checked.
+
+    Costs one bcrypt check, only while the file exists: a password change of any other account leaves it.
+    """
+    password = await asyncio.to_thread(_read_initial_password, password_file)
+    if not password or not await verify_password(password, replaced_hash):
+        return False
+    await asyncio.to_thread(_delete, password_file)
+    logger.warning("The admin's password was changed; deleted %s", password_file)
+    return True
+
+
+async def _forget_stale_initial_password(records: list[UserRecord], password_file: Path) -> None:
+    password = await asyncio.to_thread(_read_initial_password, password_file)
+    if password is None:
+        return
+    for record in records:
+        if record.role == "admin" and password and await verify_password(password, record.password_hash):
+            return  # still the admin's password: the operator may not have read it yet
+    await asyncio.to_thread(_delete, password_file)
+    logger.warning("%s no longer held an admin's password; deleted it", password_file)

@@ -15,9 +15,9 @@ from backend.auth.api_keys import (
     new_api_key,
     new_key_id,
 )
+from backend.auth.login_throttle import CountedGuess, LoginThrottle
 from backend.auth.models import ApiKeyRecord, User, UserRecord
 from backend.auth.passwords import check_length, hash_password_sync, verify_password
-from backend.auth.rate_limit import FailureLimiter
 from backend.auth.tokens import IssuedToken, TokenCodec
 from backend.auth.user_service import UserService
 from backend.service_errors import Forbidden, InvalidInput, TooManyRequests, Unauthenticated
@@ -53,13 +53,15 @@ class SignIn:
 
 
 @dataclass(frozen=True)
-class _LoginAttempt:
-    """A sign-in attempt counted as failed before its password is checked; un-counted if it succeeds."""
+class _Refusal:
+    """What a throttled guess is told (with `Retry-After`)."""
 
-    name_key: str
-    counted_by_name_at: float
-    address: str
-    counted_by_address_at: float
+    message: str
+    code: str
+
+
+_TOO_MANY_SIGN_INS = _Refusal("Too many failed sign-ins; try again later.", "too_many_login_attempts")
+_TOO_MANY_PASSWORD_CHECKS = _Refusal("Too many wrong current passwords; try again later.", "too_many_password_attempts")
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,14 @@ class AuthService:
         api_keys: ApiKeyRepository,
         accounts: UserService,
         tokens: TokenCodec,
-        login_failures_by_name: FailureLimiter,
-        login_failures_by_address: FailureLimiter,
+        login_throttle: LoginThrottle,
         allow_signup: bool,
     ) -> None:
         self._users = users
         self._api_keys = api_keys
         self._accounts = accounts
         self._tokens = tokens
-        self._by_name = login_failures_by_name
-        self._by_address = login_failures_by_address
+        self._throttle = login_throttle
         self._allow_signup = allow_signup
         self._dummy_hash: str | None = None
 
@@ -98,53 +98,42 @@ class AuthService:
 
     # --- sign-in
 
-    def _check_throttle(self, username: str, client_address: str) -> None:
-        wait = max(self._by_name.retry_after(f"name:{username}"), self._by_address.retry_after(client_address))
-        if wait > 0:
-            raise TooManyRequests("Too many failed sign-ins; try again later.", wait, code="too_many_login_attempts")
-
-    def _begin_attempt(self, username: str, client_address: str) -> _LoginAttempt:
-        """Check the limits and count this attempt as a failure at once, before the slow password check.
+    def _begin_guess(self, username: str, client_address: str, refusal: _Refusal) -> CountedGuess:
+        """Check the throttle and count this guess as a failure at once, before the slow password check.
 
         Nothing is awaited between the check and the count, so guesses sent in parallel each see the
-        ones before them: once the limit is reached the rest get 429 instead of a password check.
+        ones before them: past the limit the rest get 429 instead of a password check.
         """
-        self._check_throttle(username, client_address)
-        name_key = f"name:{username}"
-        return _LoginAttempt(
-            name_key, self._by_name.record_failure(name_key),
-            client_address, self._by_address.record_failure(client_address),
-        )
-
-    def _release(self, attempt: _LoginAttempt) -> None:
-        self._by_name.release(attempt.name_key, attempt.counted_by_name_at)
-        self._by_address.release(attempt.address, attempt.counted_by_address_at)
+        wait = self._throttle.retry_after(username, client_address)
+        if wait > 0:
+            raise TooManyRequests(refusal.message, wait, code=refusal.code)
+        return self._throttle.count(username, client_address)
 
     def _sign_in(self, record: UserRecord) -> SignIn:
         return SignIn(self._tokens.issue(record.username, record.token_version, record.uid), record)
 
     async def login(self, username: str, password: str, client_address: str) -> SignIn:
         check_length(password)
-        attempt = self._begin_attempt(username, client_address)
+        guess = self._begin_guess(username, client_address, _TOO_MANY_SIGN_INS)
         record = await self._users.get(username)
         password_hash = record.password_hash if record else await self._hash_for_unknown_user()
         valid = await verify_password(password, password_hash)
         if record is None or not valid:
+            self._throttle.failed(guess)
             logger.info("Failed sign-in for %r from %s", username, client_address)
             raise InvalidCredentials("Incorrect username or password.")
-        # The right password: this attempt was no failure.
-        self._release(attempt)
+        self._throttle.succeeded(guess)  # the right password: no failure, and a familiar address from now on
         if record.disabled:
             raise InvalidCredentials("This account is disabled.", code="account_disabled")
-        self._by_name.reset(attempt.name_key)
         return self._sign_in(record)
 
     async def signup(self, username: str, password: str, client_address: str) -> SignIn:
         if not self._allow_signup:
             raise SignupDisabled("Self sign-up is disabled on this server; ask an admin for an account.")
         # Every attempt counts against the address, so sign-up cannot be used to mass-create accounts.
-        self._check_throttle(username, client_address)
-        self._by_address.record_failure(client_address)
+        wait = self._throttle.take_for_address(client_address)
+        if wait > 0:
+            raise TooManyRequests(_TOO_MANY_SIGN_INS.message, wait, code=_TOO_MANY_SIGN_INS.code)
         record = await self._accounts.create_user(username, password, "user")
         return self._sign_in(record)
 
@@ -211,13 +200,23 @@ class AuthService:
     async def profile(self, user: User) -> UserRecord:
         return await self._active_user(user.username, user.uid)
 
-    async def change_own_password(self, user: User, current_password: str, new_password: str) -> SignIn:
-        """Change the password after proving the current one; every older sign-in token stops working."""
+    async def change_own_password(
+        self, user: User, current_password: str, new_password: str, client_address: str
+    ) -> SignIn:
+        """Change the password after proving the current one; every older sign-in token stops working.
+
+        Checks of `current_password` go through the sign-in throttle (same pair, same counters), so a
+        stolen token cannot be used to guess the password faster than signing in could.
+        """
         if user.auth_method != "token":
             raise NeedsSignIn("Changing the password needs a sign-in token, not an API key.")
         check_length(current_password, "current_password")
         record = await self._active_user(user.username, user.uid)
+        guess = self._begin_guess(user.username, client_address, _TOO_MANY_PASSWORD_CHECKS)
         if not await verify_password(current_password, record.password_hash):
+            self._throttle.failed(guess)
+            logger.info("Wrong current password for %r from %s", user.username, client_address)
             raise InvalidInput("The current password is not correct.", param="current_password", code="wrong_password")
+        self._throttle.succeeded(guess)
         updated = await self._accounts.update_user(user.username, password=new_password, acting=user)
         return self._sign_in(updated)

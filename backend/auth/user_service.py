@@ -2,6 +2,11 @@
 
 Deleting a user removes everything of theirs: the account first (so their credentials stop
 working at once), then their API keys, conversations and per-user folders (files, vectors).
+
+A new password always voids the account's older sign-in tokens (its token version goes up). When it
+is a reset, set by an admin for another account, the account's API keys are revoked too: a reset is
+what one does when the account may be in the wrong hands, and keys made by those hands must go with
+it. Changing your own password keeps your keys (you proved the old one and manage your keys yourself).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from backend.auth.admin_bootstrap import forget_initial_password
 from backend.auth.models import USERNAME_PATTERN, Role, User, UserRecord
 from backend.auth.passwords import check_policy, hash_password
 from backend.service_errors import Conflict, InvalidInput
@@ -84,19 +90,24 @@ class UserService:
         password: str | None = None,
         disabled: bool | None = None,
     ) -> UserRecord:
-        """Change role, password and/or disabled flag; a new password or disabling voids the user's tokens."""
+        """Change role, password and/or disabled flag; a new password or disabling voids the user's tokens.
+
+        A password set for another account (an admin's reset) also revokes that account's API keys.
+        """
         if username == acting.username and (role == "user" or disabled):
             raise OwnAccountProtected("You cannot demote or disable your own account.")
         new_hash = None
         if password is not None:
             check_policy(password)
             new_hash = await hash_password(password)
+        replaced_hashes: list[str] = []
 
         def change(current: UserRecord) -> UserRecord:
             updated = current
             if role is not None:
                 updated = replace(updated, role=role)
             if new_hash is not None:
+                replaced_hashes.append(current.password_hash)
                 updated = replace(updated, password_hash=new_hash, token_version=updated.token_version + 1)
             if disabled is not None and disabled != updated.disabled:
                 updated = replace(updated, disabled=disabled)
@@ -104,7 +115,15 @@ class UserService:
                     updated = replace(updated, token_version=updated.token_version + 1)
             return replace(updated, updated_at=utc_now_iso()) if updated != current else current
 
-        return await self._users.update(username, change)
+        record = await self._users.update(username, change)
+        if replaced_hashes:
+            await forget_initial_password(self._layout.initial_admin_password_file, replaced_hashes[0])
+            if username != acting.username:
+                revoked = await self._api_keys.revoke_all_of(username)
+                logger.warning(
+                    "Password of '%s' reset by '%s'; revoked %d API keys", username, acting.username, revoked
+                )
+        return record
 
     async def delete_user(self, username: str, *, acting: User) -> DeletedUser:
         if username == acting.username:

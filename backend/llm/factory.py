@@ -10,8 +10,8 @@ import httpx
 
 from backend.config import Settings
 from backend.llm.port import LLMBackend
-from backend.llm.redaction import display_url
 from backend.metrics import Metrics
+from backend.redaction import display_url
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ async def _build_llamacpp(settings: Settings, metrics: Metrics) -> LLMBackend:
         LlamaCppBackend,
         path, n_ctx=settings.llamacpp_n_ctx, n_threads=settings.llamacpp_threads,
         max_queue=settings.llamacpp_max_queue, queue_timeout_s=settings.request_timeout_s, metrics=metrics,
+        max_queue_per_user=settings.llamacpp_max_queue_per_user,
     )
 
 

@@ -29,8 +29,8 @@ from backend.llm.port import (
     Usage,
     new_tool_call_id,
 )
-from backend.llm.redaction import display_url
 from backend.llm.tool_prompt import parse_tool_output, tool_output_schema, tool_system_prompt
+from backend.redaction import display_url
 
 
 def _ollama_message(message: ChatMessage, names_by_call_id: dict[str, str]) -> dict[str, Any]:

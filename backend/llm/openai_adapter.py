@@ -21,7 +21,7 @@ from backend.llm.port import (
     UnsupportedRequest,
     Usage,
 )
-from backend.llm.redaction import display_url
+from backend.redaction import display_url
 
 
 def _openai_message(message: ChatMessage) -> dict[str, Any]:

@@ -62,6 +62,11 @@ class GenerationOptions:
     logit_bias: dict[int, float] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    user: str | None = None
+    """The signed-in account the generation is for, whose fair share of the model it takes.
+
+    Set by the chat service from the authenticated user, never from the request body (OpenAI's `user`
+    field is whatever the client says). None: no per-user share applies (internal callers, tests)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,12 @@ from backend.llm.port import ToolCall, new_tool_call_id
 
 
 def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [tool["function"] for tool in tools if tool.get("type", "function") == "function"]
+    return [function for _, function in tool_functions(tools)]
+
+
+def tool_functions(tools: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Each function spec with its index in `tools` (other tool types are not offered to the model)."""
+    return [(index, tool["function"]) for index, tool in enumerate(tools) if tool.get("type", "function") == "function"]
 
 
 def tool_output_schema(tools: list[dict[str, Any]], tool_choice: str) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
+from backend.storage.private_paths import PRIVATE_FILE_MODE, make_private_dirs
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -37,8 +39,6 @@ TEMP_SUFFIX = ".tmp"
 CORRUPT_MARKER = ".corrupt-"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 STALE_TEMP_AGE_S = 3600.0
-PRIVATE_FOLDER_MODE = 0o700
-"""Folders the store creates (users/, conversations/) are private to the server's account, like its files (0600)."""
 
 
 class JsonStoreError(Exception):
@@ -72,13 +72,13 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomically(path: Path, data: bytes, mode: int = PRIVATE_FILE_MODE) -> None:
     """Replace `path` with `data` so that a crash at any point leaves either the old or the new file.
 
-    The caller holds the file's lock when other writers may exist.
+    The caller holds the file's lock when other writers may exist. New folders on the way are 0700.
     """
     folder = path.parent
-    folder.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    make_private_dirs(folder)
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -126,8 +126,9 @@ class JsonStore:
     def locked(self, path: Path) -> Iterator[Path]:
         """Hold the inter-process lock of `path` (blocking); yields the checked path."""
         checked = self._checked(path)
-        checked.parent.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
-        lock = FileLock(str(checked) + LOCK_SUFFIX, timeout=self.lock_timeout_s)
+        make_private_dirs(checked.parent)
+        # filelock's default is 0644 under the umask; a lock file is as private as the file it guards.
+        lock = FileLock(str(checked) + LOCK_SUFFIX, timeout=self.lock_timeout_s, mode=PRIVATE_FILE_MODE)
         try:
             lock.acquire()
         except Timeout as error:

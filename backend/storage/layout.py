@@ -1,4 +1,7 @@
-"""Where everything lives under DATA_DIR. Every path built from user input is validated first."""
+"""Where everything lives under DATA_DIR. Every path built from user input is validated first.
+
+Folders here are created with `private_paths.make_private_dirs` (0700) and files written 0600, like the JSON store's.
+"""
 
 from __future__ import annotations
 

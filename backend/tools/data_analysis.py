@@ -6,9 +6,6 @@ their array's path, so `items.price` summarises every item's price across all re
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
 import json
 import math
 import statistics
@@ -19,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from backend.tools.base import Availability, ToolContext, ToolResult
+from backend.tools.csv_table import CsvTable, InvalidCsv, cell_value
+from backend.tools.thread_pools import ToolThreadPool
 
 MAX_INPUT_CHARS = 2_000_000
 """Large enough for a real export, small enough that parsing stays well under a second."""
@@ -26,6 +25,9 @@ MAX_DEPTH = 64
 MAX_FIELDS = 500
 TOP_VALUES = 10
 """Distinct values listed per text field; the count of all distinct values is always given."""
+THREADS = 2
+PER_USER = 1
+"""Analyses one user may have in progress: with two threads, one user's flood always leaves one for the others."""
 
 
 class DataAnalysisArgs(BaseModel):
@@ -130,27 +132,15 @@ class Collector:
                 target.texts[str(value)] += 1
 
     def add_csv_cell(self, column: str, cell: str | None) -> None:
+        """Typed by `csv_table.cell_value`, the rule `sql_query` follows too: 'nan', 'inf', '1e999' are text."""
         target = self.stats(column)
-        text = (cell or "").strip()
-        if not text:
+        value = cell_value(cell)
+        if value is None:
             target.missing += 1
-            return
-        number = _csv_number(text)
-        if number is None:
-            target.texts[text] += 1
+        elif isinstance(value, str):
+            target.texts[value] += 1
         else:
-            target.numbers.append(number)
-
-
-def _csv_number(text: str) -> float | None:
-    """A finite decimal number, else None: 'nan', 'inf' and '1e999' stay text rather than poison the sums."""
-    if "_" in text:  # float() accepts '1_000', which in a CSV cell is an identifier, not a number
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
+            target.numbers.append(float(value))
 
 
 def _reject_constant(name: str) -> float:
@@ -178,36 +168,21 @@ def analyse_json(text: str) -> tuple[int, Collector]:
 
 
 def analyse_csv(text: str) -> tuple[int, Collector]:
-    sample = text[:20_000]
     try:
-        dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text, newline=""), dialect)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidData("empty CSV: expected a header row") from None
-    except csv.Error as error:
-        raise InvalidData(f"invalid CSV on line 1: {error}") from None
-    columns = _unique_columns(header)
-    collector = Collector()
-    for column in columns:
-        collector.stats(column)
-    rows = 0
-    try:
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
+        table = CsvTable(text)
+        columns = _unique_columns(table.header)
+        collector = Collector()
+        for column in columns:
+            collector.stats(column)
+        rows = 0
+        for row in table.rows():
             if len(row) > len(columns):
-                raise InvalidData(
-                    f"CSV line {reader.line_num} has {len(row)} fields but the header has {len(columns)}"
-                )
+                raise InvalidData(f"CSV line {table.line} has {len(row)} fields but the header has {len(columns)}")
             rows += 1
             for index, column in enumerate(columns):
                 collector.add_csv_cell(column, row[index] if index < len(row) else None)
-    except csv.Error as error:
-        raise InvalidData(f"invalid CSV on line {reader.line_num}: {error}") from None
+    except InvalidCsv as error:
+        raise InvalidData(str(error)) from None
     if rows == 0:
         raise InvalidData("the CSV has a header but no data rows")
     return rows, collector
@@ -268,13 +243,20 @@ class DataAnalysisTool:
     )
     args_model: type[BaseModel] = DataAnalysisArgs
 
+    def __init__(self) -> None:
+        self._threads = ToolThreadPool("data_analysis", THREADS, PER_USER, "data analyses")
+
     def availability(self) -> Availability:
         return Availability(True)
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        """Raises `TooManyRequests` when the user already has an analysis in progress."""
         assert isinstance(args, DataAnalysisArgs)
         try:
-            report = await asyncio.to_thread(analyse, args.data, args.format)
+            report = await self._threads.run(context.user.username, analyse, args.data, args.format)
         except InvalidData as error:
             return ToolResult.failure(f"Cannot analyse the data: {error}.")
         return ToolResult(ok=True, text=render(report), data=report)
+
+    async def aclose(self) -> None:
+        await self._threads.aclose()

@@ -2,7 +2,8 @@
 
 A tool is declared once (`backend.tools.base.Tool`); the registry adds what every call needs and no
 tool should repeat: argument validation with a field-naming error, the availability check, the
-timeout, and turning any exception into a failed `ToolResult`.
+timeout, turning any exception into a failed `ToolResult` (details in the log, not the answer), and
+keeping host paths out of everything a tool answers.
 """
 
 from __future__ import annotations
@@ -11,18 +12,25 @@ import asyncio
 import builtins
 import logging
 import math
+import re
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ValidationError
 
 from backend.field_paths import field_path
+from backend.service_errors import TooManyRequests
 from backend.tools.base import Availability, Tool, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
+
+APP_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ToolError(Exception):
@@ -88,6 +96,57 @@ def _json_safe_result(result: ToolResult) -> ToolResult:
     return replace(result, data=json_safe(result.data), sources=sources)
 
 
+class HostPathRedactor:
+    """Replaces the server's own folders in text by placeholders: `<data>`, `<app>`, `<python>`.
+
+    Tools should never put a host path in what they answer (the SQL authorizer refuses
+    `database_list`, the sandbox hides these folders); this is the net under them for what slips
+    through, such as a library's error message naming a file.
+    """
+
+    def __init__(self, data_dir: Path | None) -> None:
+        roots = [("<app>", APP_ROOT), ("<python>", Path(sys.prefix))]
+        if data_dir is not None:
+            roots.append(("<data>", data_dir))
+        spellings: dict[str, str] = {}
+        for label, root in roots:
+            for spelling in {str(root.absolute()), str(root.resolve())}:
+                if len(spelling) > 1:  # never the file system root itself
+                    spellings.setdefault(spelling, label)
+        self._labels = spellings
+        # Longest first, so DATA_DIR inside the repository reads `<data>`, not `<app>/data`.
+        alternatives = sorted(spellings, key=len, reverse=True)
+        self._pattern = re.compile("|".join(re.escape(path) for path in alternatives))
+
+    def text(self, text: str) -> str:
+        return self._pattern.sub(lambda match: self._labels[match.group()], text)
+
+    def value(self, value: Any) -> Any:
+        """Every string inside `value` (dict keys too) redacted; other values as they are."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {self.value(key): self.value(inner) for key, inner in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(inner) for inner in value]
+        return value
+
+    def result(self, result: ToolResult) -> ToolResult:
+        sources = [
+            replace(
+                source, title=self.text(source.title), url=None if source.url is None else self.text(source.url),
+                snippet=self.text(source.snippet), metadata=self.value(source.metadata),
+            )
+            for source in result.sources
+        ]
+        return replace(result, text=self.text(result.text), data=self.value(result.data), sources=sources)
+
+
+@lru_cache(maxsize=16)
+def _redactor_for(data_dir: Path | None) -> HostPathRedactor:
+    return HostPathRedactor(data_dir)
+
+
 def _parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's JSON schema without pydantic's `title`s, which only cost the model tokens."""
     schema = model.model_json_schema()
@@ -103,9 +162,11 @@ def _parameters_schema(model: type[BaseModel]) -> dict[str, Any]:
 class ToolRegistry:
     """Tools by name, and the one way to run them."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, *, data_dir: Path | None = None) -> None:
+        """`data_dir` is kept out of availability reasons; results are redacted with the caller's own."""
         self._tools: dict[str, Tool] = {}
         self._timeout_s = timeout_s
+        self._data_dir = data_dir
 
     def register(self, tool: Tool) -> None:
         if tool.name in self._tools:
@@ -125,10 +186,11 @@ class ToolRegistry:
         """Never raises: a tool whose check fails is reported unavailable with the reason."""
         tool = self.get(name)
         try:
-            return tool.availability()
-        except Exception as error:  # a broken check must not take the tool list down
+            status = tool.availability()
+        except Exception:  # a broken check must not take the tool list down
             logger.exception("Availability check of tool %s failed", name)
-            return Availability(False, f"availability check failed: {error}")
+            return Availability(False, "its availability check failed; the details are in the server log")
+        return replace(status, reason=_redactor_for(self._data_dir).text(status.reason))
 
     async def warm_up(self) -> None:
         """Run every availability check once, off the event loop: some probe the machine (the sandbox)."""
@@ -149,13 +211,21 @@ class ToolRegistry:
         return _parameters_schema(self.get(name).args_model)
 
     async def invoke(self, name: str, raw_args: object, context: ToolContext) -> ToolResult:
-        """Run one call. Raises only `UnknownTool` and `InvalidToolArguments`; every run ends in a result
-        whose `data` and source metadata are JSON-safe (see `json_safe`)."""
+        """Run one call; every run ends in a result whose `data` and source metadata are JSON-safe (see
+        `json_safe`) and in which no host path appears (see `HostPathRedactor`).
+
+        Raises `UnknownTool` and `InvalidToolArguments` before the tool runs, and lets through the
+        `TooManyRequests` of a tool whose pool already holds the user's share (maths workers, SQL
+        threads, sandbox slots): the API answers it with 429 and `Retry-After`, the LangChain bridge
+        turns it into a failed observation. Any other exception is logged with its traceback and
+        answered with a plain sentence naming the tool, never the exception's type or message.
+        """
         tool = self.get(name)
         args = validate_arguments(tool, raw_args)
+        redactor = _redactor_for(context.settings.data_dir)
         status = self.availability(name)
         if not status.available:
-            return ToolResult.failure(f"Tool '{name}' is unavailable: {status.reason}")
+            return ToolResult.failure(redactor.text(f"Tool '{name}' is unavailable: {status.reason}"))
         started = time.monotonic()
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -163,11 +233,13 @@ class ToolRegistry:
                 result = _json_safe_result(await tool.run(args, context))
         except TimeoutError:
             return ToolResult.failure(f"Tool '{name}' did not finish within {self._timeout_s:g} s and was stopped.")
-        except Exception as error:
+        except TooManyRequests:
+            raise
+        except Exception:
             logger.exception("Tool %s failed", name)
-            return ToolResult.failure(f"Tool '{name}' failed: {type(error).__name__}: {error}")
+            return ToolResult.failure(f"Tool '{name}' failed because of an internal error; see the server log.")
         logger.debug("Tool %s ran in %.3f s (ok=%s)", name, time.monotonic() - started, result.ok)
-        return result
+        return redactor.result(result)
 
     def openai_tool_specs(self, *, only_available: bool = True) -> builtins.list[dict[str, Any]]:
         """OpenAI function specs for native tool calls; unavailable tools are left out by default."""
@@ -219,6 +291,8 @@ class ToolRegistry:
                 result = await self.invoke(name, plain, context)
             except ToolError as error:
                 result = ToolResult.failure(str(error))
+            except TooManyRequests as error:  # for an agent, a full share is an observation to act on
+                result = ToolResult.failure(error.message)
             return result.text, result
 
         return call

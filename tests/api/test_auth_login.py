@@ -16,6 +16,7 @@ from tests.api.account_helpers import (
     admin_token,
     assert_error,
     bearer,
+    create_api_key,
     create_user,
     login,
     secret_key_of,
@@ -200,6 +201,31 @@ def test_changing_your_password_signs_out_older_tokens(server: RunningServer) ->
     _assert_401(_me(server, bearer(old_token)), "token_revoked")
     assert _me(server, bearer(changed.json()["access_token"])).status_code == 200
     assert _me(server, bearer(login(server.base_url, name, "another-password-2"))).status_code == 200
+
+
+def test_changing_your_own_password_keeps_your_api_keys(server: RunningServer) -> None:
+    name = create_user(server, admin_token(server))
+    token = login(server.base_url, name, PASSWORD)
+    key = create_api_key(server, token)["key"]
+    changed = httpx.put(f"{server.base_url}/api/auth/me/password", headers=bearer(token),
+                        json={"current_password": PASSWORD, "new_password": "another-password-2"}, timeout=30)
+    assert changed.status_code == 200
+    assert _me(server, bearer(key)).json()["auth_method"] == "api_key"
+
+
+def test_an_admin_password_reset_signs_the_user_out_and_revokes_their_api_keys(server: RunningServer) -> None:
+    admin = admin_token(server)
+    name = create_user(server, admin)
+    token = login(server.base_url, name, PASSWORD)
+    key = create_api_key(server, token)["key"]
+    reset = httpx.patch(f"{server.base_url}/api/admin/users/{name}", json={"password": "reset-by-admin-3"},
+                        headers=bearer(admin), timeout=30)
+    assert reset.status_code == 200
+    _assert_401(_me(server, bearer(token)), "token_revoked")
+    _assert_401(_me(server, bearer(key)), "invalid_api_key")
+    fresh = login(server.base_url, name, "reset-by-admin-3")
+    listed = httpx.get(f"{server.base_url}/api/auth/api-keys", headers=bearer(fresh), timeout=10)
+    assert listed.json()["data"] == []
 
 
 def test_signup_is_refused_when_not_enabled(server: RunningServer) -> None:

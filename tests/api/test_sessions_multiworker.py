@@ -31,6 +31,8 @@ def four_workers(tmp_path: Path) -> Iterator[str]:
         "PYTHONPATH": str(REPO), "DATA_DIR": str(tmp_path / "data"), "LLM_BACKEND": "llamacpp",
         "LLAMACPP_N_CTX": "512", "LLAMACPP_THREADS": "1", "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "RATE_LIMIT_RPM": "0", "LOG_LEVEL": "WARNING",
+        # One user sends every request here: their share of the model is the whole queue (fairness has its own tests).
+        "LLAMACPP_MAX_QUEUE_PER_USER": "32",
     })
     log = (tmp_path / "uvicorn.log").open("wb")
     process = subprocess.Popen(

@@ -1,14 +1,19 @@
-"""First start: an admin from ADMIN_USERNAME/ADMIN_PASSWORD, or with a generated password shown once."""
+"""First start: an admin from ADMIN_USERNAME/ADMIN_PASSWORD, or with a generated password shown once and
+deleted from disk once the admin has changed it."""
 
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from backend.auth.admin_bootstrap import AdminBootstrapError, bootstrap_admin
-from backend.auth.passwords import verify_password
+from backend.auth.passwords import hash_password_sync, verify_password
+from backend.auth.user_service import UserService
+from backend.storage.api_key_repository import ApiKeyRepository
+from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.user_repository import UserRepository
@@ -62,3 +67,37 @@ async def test_too_long_admin_password_stops_start_up_naming_the_setting(tmp_pat
     with pytest.raises(AdminBootstrapError, match="ADMIN_PASSWORD"):
         await bootstrap_admin(users, "admin", "p" * 80, layout.initial_admin_password_file)
     assert await users.list_all() == []
+
+
+def _service(root: Path, users: UserRepository, layout: DataLayout) -> UserService:
+    store = JsonStore(root)
+    return UserService(users, ApiKeyRepository(store, layout), ConversationRepository(store, layout), layout)
+
+
+async def test_the_generated_password_file_goes_once_the_admin_changes_that_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users, layout = _users(tmp_path)
+    admin = await bootstrap_admin(users, "admin", None, layout.initial_admin_password_file)
+    assert admin is not None and layout.initial_admin_password_file.exists()
+    service = _service(tmp_path, users, layout)
+    await service.create_user("alice", "alice-password-1", "user")
+
+    await service.update_user("alice", password="alice-password-2", acting=admin.principal())
+    assert layout.initial_admin_password_file.exists()  # another account's change leaves it
+    await service.update_user("admin", password="the-admins-own-choice", acting=admin.principal())
+    assert not layout.initial_admin_password_file.exists()
+
+
+async def test_a_file_that_no_longer_holds_the_admins_password_is_deleted_at_the_next_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    users, layout = _users(tmp_path)
+    await bootstrap_admin(users, "admin", None, layout.initial_admin_password_file)
+    assert await bootstrap_admin(users, "admin", None, layout.initial_admin_password_file) is None
+    assert layout.initial_admin_password_file.exists()  # still the admin's password: kept
+
+    # Changed while the file was out of reach (say, by an older version of the server).
+    await users.update("admin", lambda record: replace(record, password_hash=hash_password_sync("changed-pw-1")))
+    assert await bootstrap_admin(users, "admin", None, layout.initial_admin_password_file) is None
+    assert not layout.initial_admin_password_file.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import httpx
 import pytest
 import uvicorn
 
+from backend.api.security_headers import API_CSP, PAGE_CSP
 from run_frontend import SERVER_OPTIONS, create_frontend_app
 from tests.conftest import RunningServer, ServerThread, free_port, make_settings
 
@@ -82,3 +84,27 @@ def test_a_spoofed_x_forwarded_for_does_not_reach_the_api_server_as_the_client_a
                                        headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.99"}, timeout=30)
             assert another_claim.status_code == 429, another_claim.text
             assert another_claim.json()["error"]["code"] == "too_many_login_attempts"
+
+
+def test_the_page_and_forwarded_api_answers_carry_security_headers(ui: str) -> None:
+    page = httpx.get(f"{ui}/")
+    assert page.headers["content-security-policy"] == PAGE_CSP
+    assert "'unsafe-inline'" not in PAGE_CSP  # the page has no inline scripts or styles
+    api = httpx.get(f"{ui}/health")
+    # The API server's own, stricter policy comes through once, not the page's.
+    assert api.headers.get_list("content-security-policy") == [API_CSP]
+    for response in (page, api, httpx.get(f"{ui}/no-such-file.js")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+
+
+def test_the_ui_server_refuses_a_huge_body_before_reading_it(ui: str) -> None:
+    # It reads a body whole before forwarding it, so it bounds it as the API server does.
+    host, port = ui.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 314572800\r\n\r\n")
+        answer = sock.recv(65536).decode()
+    assert answer.startswith("HTTP/1.1 413 ")
+    assert '"code":"request_too_large"' in answer

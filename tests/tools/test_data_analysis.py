@@ -1,7 +1,8 @@
-"""data_analysis: statistics of nested JSON and CSV, and clear refusals of bad input."""
+"""data_analysis: statistics of nested JSON and CSV, clear refusals of bad input, one analysis per user at once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from backend.auth.models import User
 from backend.config import load_settings
+from backend.service_errors import TooManyRequests
 from backend.tools.base import ToolContext, ToolResult
 from backend.tools.data_analysis import MAX_INPUT_CHARS, DataAnalysisArgs, DataAnalysisTool
 from backend.tools.registry import InvalidToolArguments, ToolRegistry
@@ -154,3 +156,25 @@ async def test_input_over_the_size_cap_is_refused_naming_the_field(tmp_path: Pat
 
     assert raised.value.field == "data"
     assert "at most 2000000 characters" in raised.value.message
+
+
+async def test_a_second_analysis_of_the_same_user_is_refused_while_another_users_runs(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    big = "a,b,c\n" + "\n".join(f"{i},{i * 1.5},name{i % 50}" for i in range(60_000))
+    tool = DataAnalysisTool()
+    alice, bob = ToolContext(User("alice"), settings), ToolContext(User("bob"), settings)
+    try:
+        first = asyncio.create_task(tool.run(DataAnalysisArgs(data=big), alice))
+        await asyncio.sleep(0)
+        with pytest.raises(TooManyRequests) as refused:
+            await tool.run(DataAnalysisArgs(data="x\n1\n"), alice)
+        bobs = await tool.run(DataAnalysisArgs(data="x\n1\n"), bob)
+        alices = await first
+        again = await tool.run(DataAnalysisArgs(data="x\n2\n"), alice)
+    finally:
+        await tool.aclose()
+
+    assert refused.value.message.startswith("You already have 1 data analyses in progress (the limit per user)")
+    assert bobs.ok and bobs.data["fields"]["x"]["numeric"]["sum"] == 1
+    assert alices.ok and alices.data["records"] == 60_000
+    assert again.ok

@@ -1,10 +1,13 @@
-"""The registry: validation naming the field, availability, timeout, exceptions as failed results, specs, LangChain."""
+"""The registry: validation naming the field, availability, timeout, exceptions as failed results, specs, LangChain,
+per-user shares as 429s, and no host path or exception internals in anything a tool answers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,9 +17,11 @@ from pydantic import BaseModel, Field
 
 from backend.auth.models import User
 from backend.config import load_settings
+from backend.per_user_limits import PerUserLimit
+from backend.service_errors import TooManyRequests
 from backend.tools.base import Availability, Source, Tool, ToolContext, ToolResult
 from backend.tools.catalog import build_tool_registry
-from backend.tools.registry import InvalidToolArguments, ToolError, ToolRegistry, UnknownTool
+from backend.tools.registry import APP_ROOT, InvalidToolArguments, ToolError, ToolRegistry, UnknownTool
 
 
 class EchoArgs(BaseModel):
@@ -67,6 +72,39 @@ class BrokenTool(EchoTool):
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
         raise RuntimeError("disk on fire")
+
+
+class CrowdedTool(EchoTool):
+    """Holds a one-per-user share while it runs, like the maths workers, SQL threads and sandbox slots."""
+
+    name = "crowded"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.share = PerUserLimit("crowded runs", 1, retry_after_s=3)
+        self.release = asyncio.Event()
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        with self.share.hold(context.user.username):
+            await self.release.wait()
+        return ToolResult(ok=True, text=f"done for {context.user.username}")
+
+
+class PathLeakingTool(EchoTool):
+    """Answers with the server's folders everywhere a tool can put text, as a library's error message might."""
+
+    name = "path_leak"
+
+    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        data_dir = context.settings.data_dir.resolve()
+        secret = data_dir / "secret_key"
+        return ToolResult(
+            ok=False,
+            text=f"unable to open {secret} (app at {APP_ROOT}, python {sys.prefix})",
+            data={"file": str(data_dir / "users" / "x.json"), str(APP_ROOT): [f"{data_dir}/cache", 3]},
+            sources=[Source(title=str(secret), url=f"file://{APP_ROOT}/data", snippet=str(data_dir),
+                            metadata={"path": str(data_dir)})],
+        )
 
 
 class OffTool(EchoTool):
@@ -219,12 +257,100 @@ async def test_a_slow_tool_is_stopped_at_the_timeout_and_becomes_a_failed_result
     assert slow.cancelled
 
 
-async def test_an_exception_in_a_tool_becomes_a_failed_result_with_the_message(registry: ToolRegistry,
-                                                                              context: ToolContext) -> None:
-    result = await registry.invoke("broken", {"text": "x"}, context)
+async def test_an_exception_in_a_tool_is_a_plain_sentence_and_its_details_stay_in_the_log(
+    registry: ToolRegistry, context: ToolContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="backend.tools.registry"):
+        result = await registry.invoke("broken", {"text": "x"}, context)
 
     assert not result.ok
-    assert result.text == "Tool 'broken' failed: RuntimeError: disk on fire"
+    assert result.text == "Tool 'broken' failed because of an internal error; see the server log."
+    assert "RuntimeError" not in result.text and "disk on fire" not in result.text
+    logged = caplog.records[-1]
+    assert logged.getMessage() == "Tool broken failed"
+    assert logged.exc_info is not None and str(logged.exc_info[1]) == "disk on fire"
+
+
+async def test_a_users_full_share_propagates_as_too_many_requests_while_others_run(context: ToolContext) -> None:
+    registry = ToolRegistry(timeout_s=5)
+    crowded = CrowdedTool()
+    registry.register(crowded)
+    bob = ToolContext(user=User("bob"), settings=context.settings)
+    first = asyncio.create_task(registry.invoke("crowded", {"text": "x"}, context))
+    await asyncio.sleep(0)
+
+    with pytest.raises(TooManyRequests) as raised:
+        await registry.invoke("crowded", {"text": "x"}, context)
+    bobs = asyncio.create_task(registry.invoke("crowded", {"text": "x"}, bob))
+    await asyncio.sleep(0)
+    crowded.release.set()
+
+    assert raised.value.status == 429
+    assert raised.value.headers == {"Retry-After": "3"}
+    assert raised.value.message == (
+        "You already have 1 crowded runs in progress (the limit per user); wait for one to finish and retry."
+    )
+    assert (await first).text == "done for alice"
+    assert (await bobs).text == "done for bob"
+    assert crowded.share.in_flight("alice") == 0
+
+
+async def test_a_full_share_is_a_failed_observation_for_an_agent_not_an_exception(context: ToolContext) -> None:
+    registry = ToolRegistry(timeout_s=5)
+    crowded = CrowdedTool()
+    registry.register(crowded)
+    tool = registry.as_langchain_tools(context)[0]
+    first = asyncio.create_task(registry.invoke("crowded", {"text": "x"}, context))
+    await asyncio.sleep(0)
+
+    message = await tool.ainvoke({"type": "tool_call", "id": "call_9", "name": "crowded", "args": {"text": "x"}})
+    crowded.release.set()
+    await first
+
+    assert isinstance(message, ToolMessage)
+    assert message.content == (
+        "You already have 1 crowded runs in progress (the limit per user); wait for one to finish and retry."
+    )
+    assert message.artifact.ok is False
+
+
+async def test_host_paths_in_a_result_are_replaced_by_placeholders_everywhere(context: ToolContext) -> None:
+    registry = ToolRegistry(timeout_s=5)
+    registry.register(PathLeakingTool())
+
+    result = await registry.invoke("path_leak", {"text": "x"}, context)
+
+    assert result.text == "unable to open <data>/secret_key (app at <app>, python <python>)"
+    assert result.data == {"file": "<data>/users/x.json", "<app>": ["<data>/cache", 3]}
+    source = result.sources[0]
+    assert (source.title, source.url, source.snippet) == ("<data>/secret_key", "file://<app>/data", "<data>")
+    assert source.metadata == {"path": "<data>"}
+    everything = json.dumps([result.text, result.data, source.title, source.url, source.snippet, source.metadata])
+    for host_path in (str(context.settings.data_dir.resolve()), str(APP_ROOT), sys.prefix):
+        assert host_path not in everything
+
+
+async def test_a_data_dir_inside_the_app_folder_reads_as_data_not_as_a_subfolder_of_the_app() -> None:
+    settings = load_settings(data_dir=APP_ROOT / "data")
+    registry = ToolRegistry(timeout_s=5, data_dir=settings.data_dir)
+    registry.register(PathLeakingTool())
+
+    result = await registry.invoke("path_leak", {"text": "x"}, ToolContext(user=User("alice"), settings=settings))
+
+    assert result.text.startswith("unable to open <data>/secret_key (app at <app>,")
+
+
+def test_an_availability_reason_naming_a_host_path_is_redacted(tmp_path: Path) -> None:
+    class PathReasonTool(EchoTool):
+        name = "path_reason"
+
+        def availability(self) -> Availability:
+            return Availability(False, f"the probe can see {tmp_path}/users and {APP_ROOT}")
+
+    registry = ToolRegistry(timeout_s=5, data_dir=tmp_path)
+    registry.register(PathReasonTool())
+
+    assert registry.availability("path_reason").reason == "the probe can see <data>/users and <app>"
 
 
 async def test_an_unavailable_tool_is_not_run_and_says_why(registry: ToolRegistry, context: ToolContext) -> None:
@@ -238,7 +364,7 @@ def test_a_crashing_availability_check_reads_as_unavailable(registry: ToolRegist
     status = registry.availability("bad_check")
 
     assert not status.available
-    assert status.reason == "availability check failed: probe crashed"
+    assert status.reason == "its availability check failed; the details are in the server log"
 
 
 def test_a_name_can_be_registered_once(registry: ToolRegistry) -> None:
@@ -298,7 +424,7 @@ async def test_langchain_tool_failure_is_an_observation_not_an_exception(registr
 
     message = await tool.ainvoke({"type": "tool_call", "id": "call_3", "name": "broken", "args": {"text": "x"}})
 
-    assert message.content == "Tool 'broken' failed: RuntimeError: disk on fire"
+    assert message.content == "Tool 'broken' failed because of an internal error; see the server log."
     assert message.artifact.ok is False
 
 

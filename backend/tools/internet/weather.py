@@ -6,21 +6,22 @@ Weather codes arrive as WMO numbers and leave as words.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated, Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from backend.config import Settings
-from backend.tools.base import Availability, Source, ToolContext, ToolResult
-from backend.tools.internet.failure_memory import LastFailure
-from backend.tools.internet.http_json import ServiceUnavailable, fetch_json, request_budget_s
-
-logger = logging.getLogger(__name__)
+from backend.tools.base import Source, ToolResult
+from backend.tools.internet.http_json import fetch_json
+from backend.tools.internet.service_call import Budget, InternetTool, ServiceUnavailable
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+DESCRIPTION = (
+    "Current weather and the daily forecast (up to 16 days) for a place name, from Open-Meteo. "
+    "Add a region or country after a comma when the name is ambiguous, e.g. 'Portland, Oregon'."
+)
 
 CURRENT_VARIABLES = ("temperature_2m", "relative_humidity_2m", "weather_code", "wind_speed_10m")
 DAILY_VARIABLES = (
@@ -72,13 +73,6 @@ def describe_weather_code(code: object) -> str:
     return "unknown conditions" if code is None else f"weather code {code}"
 
 
-class WeatherArgs(BaseModel):
-    location: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)] = Field(
-        description="A place name, optionally with region or country: 'Lyon', 'Paris, Texas', 'Perth, Australia'."
-    )
-    days: int = Field(default=3, ge=1, le=16, description="Days of forecast, today included, 1 to 16.")
-
-
 class Place(BaseModel):
     """One geocoding result; Open-Meteo sends more fields (population, elevation…), ignored here."""
 
@@ -109,6 +103,13 @@ class Forecast(BaseModel):
     daily_units: dict[str, str] = Field(default_factory=dict)
 
 
+class WeatherArgs(BaseModel):
+    location: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)] = Field(
+        description="A place name, optionally with region or country: 'Lyon', 'Paris, Texas', 'Perth, Australia'."
+    )
+    days: int = Field(default=3, ge=1, le=16, description="Days of forecast, today included, 1 to 16.")
+
+
 def _split_location(location: str) -> tuple[str, list[str]]:
     """'Paris, Texas' -> ('Paris', ['texas']): the geocoder matches names only, not "name, region"."""
     name, *qualifiers = [part.strip() for part in location.split(",")]
@@ -128,36 +129,12 @@ def _matches(place: Place, qualifier: str) -> bool:
     return any(qualifier == value or (len(qualifier) > 3 and qualifier in value) for value in values)
 
 
-class WeatherTool:
-    name = "weather"
-    description = (
-        "Current weather and the daily forecast (up to 16 days) for a place name, from Open-Meteo. "
-        "Add a region or country after a comma when the name is ambiguous, e.g. 'Portland, Oregon'."
-    )
-    args_model: type[BaseModel] = WeatherArgs
-
+class WeatherTool(InternetTool[WeatherArgs]):
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._last_failure = LastFailure()
+        super().__init__(settings, "weather", DESCRIPTION, WeatherArgs)
 
-    def availability(self) -> Availability:
-        """Needs no key, so it is always offered; a failed call is reported, never probed for on listing."""
-        return self._last_failure.availability()
-
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
-        request = args if isinstance(args, WeatherArgs) else WeatherArgs.model_validate(args.model_dump())
-        try:
-            result = await self._forecast(request)
-        except ServiceUnavailable as error:
-            logger.warning("weather for %r failed: %s", request.location, error)
-            self._last_failure.failed(str(error))
-            return ToolResult.failure(f"unavailable: {error}")
-        self._last_failure.succeeded()
-        return result
-
-    async def _forecast(self, request: WeatherArgs) -> ToolResult:
-        timeout_s = request_budget_s(self._settings)
-        deadline = asyncio.get_running_loop().time() + timeout_s  # one budget for both requests
+    async def ask(self, request: WeatherArgs, budget: Budget) -> ToolResult:
+        """Geocoding, then the forecast: both requests share the one budget."""
         name, qualifiers = _split_location(request.location)
         if not name:
             return ToolResult.failure("The location is empty; give a place name such as 'Berlin'.")
@@ -165,8 +142,7 @@ class WeatherTool:
             self._settings.open_meteo_geocoding_url,
             {"name": name, "count": CANDIDATES_WITH_QUALIFIER if qualifiers else 1, "language": "en", "format": "json"},
             service="Open-Meteo geocoding",
-            timeout_s=timeout_s,
-            deadline=deadline,
+            budget=budget,
         )
         places = _parse(Geocoding, geocoding, "Open-Meteo geocoding").results
         place = _best_place(places, qualifiers)
@@ -189,8 +165,7 @@ class WeatherTool:
             self._settings.open_meteo_forecast_url,
             params,
             service="Open-Meteo forecast",
-            timeout_s=timeout_s,
-            deadline=deadline,
+            budget=budget,
         )
         forecast = _parse(Forecast, payload, "Open-Meteo forecast")
         url = str(httpx.URL(self._settings.open_meteo_forecast_url, params=params))

@@ -1,28 +1,27 @@
 """`web_search`: Tavily when a key is set, else the local-first SearXNG, else unavailable with the reason.
 
 The backend is picked once, from settings, in `WebSearchTool.__init__`; both backends return the same
-`SearchHit`s, which become numbered text for the model and `Source`s for citations.
+`Source`s, which become numbered text for the model and the call's citations as they are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 import re
-from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Protocol
 
-import httpx
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
 
 from backend.config import Settings
-from backend.tools.base import Availability, Source, ToolContext, ToolResult
-from backend.tools.internet.failure_memory import LastFailure
-from backend.tools.internet.http_json import ServiceUnavailable, describe_http_failure, fetch_json, request_budget_s
+from backend.tools.base import Availability, Source, ToolResult
+from backend.tools.internet.http_json import fetch_json
+from backend.tools.internet.service_call import Budget, InternetTool, ServiceUnavailable, describe_failure
 
-logger = logging.getLogger(__name__)
-
+DESCRIPTION = (
+    "Search the web for current or factual information you do not know. Returns numbered results, "
+    "each with a title, URL and snippet; cite the URLs you use."
+)
 SNIPPET_CHARS = 500
 """Enough for the gist of a page; ten of them stay well inside a small model's context."""
 
@@ -36,19 +35,12 @@ class WebSearchArgs(BaseModel):
     max_results: int = Field(default=5, ge=1, le=10, description="How many results to return, 1 to 10.")
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    title: str
-    url: str
-    snippet: str
-
-
 class SearchBackend(Protocol):
     """One web search service; raises `ServiceUnavailable` with the reason when it cannot answer."""
 
     name: str
 
-    async def search(self, query: str, max_results: int, timeout_s: float) -> list[SearchHit]: ...
+    async def search(self, query: str, max_results: int, budget: Budget) -> list[Source]: ...
 
 
 class _WireHit(BaseModel):
@@ -59,18 +51,18 @@ class _WireHit(BaseModel):
     content: str | None = None
 
 
-def _hits_from(payload: Any, service: str, max_results: int) -> list[SearchHit]:
+def _hits_from(payload: Any, service: str, max_results: int) -> list[Source]:
     """Keep the well-formed results; an answer without a `results` list is the service misbehaving."""
     results = payload.get("results") if isinstance(payload, dict) else None
     if not isinstance(results, list):
         raise ServiceUnavailable(f"{service} sent an answer without a list of results")
-    hits: list[SearchHit] = []
+    hits: list[Source] = []
     for item in results:
         try:
             wire = _WireHit.model_validate(item)
         except ValidationError:
             continue  # one odd entry (an infobox, an image) must not cost the others
-        hits.append(SearchHit(title=_clean(wire.title) or wire.url, url=wire.url, snippet=_clean(wire.content)))
+        hits.append(Source(title=_clean(wire.title) or wire.url, url=wire.url, snippet=_clean(wire.content)))
         if len(hits) == max_results:
             break
     return hits
@@ -90,25 +82,24 @@ class TavilySearch:
         self._api_key = api_key
         self._base_url = base_url
 
-    async def search(self, query: str, max_results: int, timeout_s: float) -> list[SearchHit]:
+    async def search(self, query: str, max_results: int, budget: Budget) -> list[Source]:
         # Imported here: the package pulls in tiktoken and requests, needed only when a key is set.
         from tavily import AsyncTavilyClient  # type: ignore[import-untyped]
 
         try:
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout_at(budget.deadline):
                 # A client per call: an httpx client is tied to the event loop it was first used on.
                 async with AsyncTavilyClient(api_key=self._api_key, api_base_url=self._base_url) as client:
                     payload = await client.search(
-                        query, max_results=max_results, search_depth="basic", timeout=timeout_s
+                        query, max_results=max_results, search_depth="basic", timeout=budget.seconds
                     )
-        except ServiceUnavailable:
-            raise
         except Exception as error:  # the client raises its own classes, httpx's, and ValueError for bad JSON
-            raise ServiceUnavailable(_describe_tavily_failure(error, timeout_s, self._base_url)) from error
+            raise ServiceUnavailable(_describe_tavily_failure(error, budget.seconds, self._base_url)) from error
         return _hits_from(payload, self.name, max_results)
 
 
-def _describe_tavily_failure(error: Exception, timeout_s: float, base_url: str) -> str:
+def _describe_tavily_failure(error: Exception, budget_s: float, base_url: str) -> str:
+    """Tavily's own error classes, which carry its explanation; transport failures are worded as for any service."""
     from tavily import errors
 
     detail = str(error).strip()
@@ -121,15 +112,11 @@ def _describe_tavily_failure(error: Exception, timeout_s: float, base_url: str) 
         return f"Tavily refused the request (plan or permission){suffix}"
     if isinstance(error, errors.BadRequestError):
         return f"Tavily rejected the request as invalid (HTTP 400){suffix}"
-    if isinstance(error, (errors.TimeoutError, TimeoutError, httpx.TimeoutException)):
-        return f"Tavily did not answer within {timeout_s:g} s"
-    if isinstance(error, ValueError):
-        return "Tavily sent a response that is not valid JSON"
+    if isinstance(error, errors.TimeoutError):  # the client's own class for a timeout like any other
+        return describe_failure("Tavily", TimeoutError(), budget_s, base_url)
     if isinstance(error, (AttributeError, KeyError, TypeError)):  # the client indexing a non-object answer
         return "Tavily sent an answer in an unexpected shape"
-    if not isinstance(error, (httpx.HTTPError, httpx.InvalidURL)):
-        logger.warning("unexpected failure of the Tavily client", exc_info=error)
-    return describe_http_failure("Tavily", error, timeout_s, base_url)
+    return describe_failure("Tavily", error, budget_s, base_url)
 
 
 class SearxngSearch:
@@ -141,11 +128,9 @@ class SearxngSearch:
         trimmed = base_url.rstrip("/")
         self._endpoint = trimmed if trimmed.endswith("/search") else f"{trimmed}/search"
 
-    async def search(self, query: str, max_results: int, timeout_s: float) -> list[SearchHit]:
+    async def search(self, query: str, max_results: int, budget: Budget) -> list[Source]:
         try:
-            payload = await fetch_json(
-                self._endpoint, {"q": query, "format": "json"}, service=self.name, timeout_s=timeout_s
-            )
+            payload = await fetch_json(self._endpoint, {"q": query, "format": "json"}, service=self.name, budget=budget)
         except ServiceUnavailable as error:
             if error.status == 403:
                 raise ServiceUnavailable(f"{error} (is `json` listed in the instance's search.formats?)") from error
@@ -164,42 +149,27 @@ def choose_backend(settings: Settings) -> SearchBackend | str:
     return NOT_CONFIGURED
 
 
-class WebSearchTool:
-    name = "web_search"
-    description = (
-        "Search the web for current or factual information you do not know. Returns numbered results, "
-        "each with a title, URL and snippet; cite the URLs you use."
-    )
-    args_model: type[BaseModel] = WebSearchArgs
-
+class WebSearchTool(InternetTool[WebSearchArgs]):
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
+        super().__init__(settings, "web_search", DESCRIPTION, WebSearchArgs)
         self._backend = choose_backend(settings)
-        self._last_failure = LastFailure()
 
     def availability(self) -> Availability:
         """Report configuration only: probing the service here would put a network call on every tool listing."""
         if isinstance(self._backend, str):
             return Availability(False, self._backend)
-        return self._last_failure.availability()
+        return super().availability()
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
-        request = args if isinstance(args, WebSearchArgs) else WebSearchArgs.model_validate(args.model_dump())
-        backend = self._backend
-        if isinstance(backend, str):
-            return ToolResult.failure(f"unavailable: {backend}")
-        try:
-            hits = await backend.search(request.query, request.max_results, request_budget_s(self._settings))
-        except ServiceUnavailable as error:
-            logger.warning("web_search via %s failed: %s", backend.name, error)
-            self._last_failure.failed(str(error))
-            return ToolResult.failure(f"unavailable: {error}")
-        self._last_failure.succeeded()
-        return _result(request.query, backend.name, hits)
+    async def ask(self, request: WebSearchArgs, budget: Budget) -> ToolResult:
+        if isinstance(self._backend, str):
+            return ToolResult.failure(f"unavailable: {self._backend}")
+        hits = await self._backend.search(request.query, request.max_results, budget)
+        return _result(request.query, self._backend.name, hits)
 
 
-def _result(query: str, provider: str, hits: list[SearchHit]) -> ToolResult:
-    data = {"provider": provider, "query": query, "results": [asdict(hit) for hit in hits]}
+def _result(query: str, provider: str, hits: list[Source]) -> ToolResult:
+    results = [{"title": hit.title, "url": hit.url, "snippet": hit.snippet} for hit in hits]
+    data = {"provider": provider, "query": query, "results": results}
     if not hits:
         return ToolResult(ok=True, text=f'No web results for "{query}" ({provider}).', data=data)
     lines = [f'Web results for "{query}" ({provider}):']
@@ -207,5 +177,4 @@ def _result(query: str, provider: str, hits: list[SearchHit]) -> ToolResult:
         lines.append(f"[{number}] {hit.title}\n    {hit.url}")
         if hit.snippet:
             lines.append(f"    {hit.snippet}")
-    sources = [Source(title=hit.title, url=hit.url, snippet=hit.snippet) for hit in hits]
-    return ToolResult(ok=True, text="\n".join(lines), data=data, sources=sources)
+    return ToolResult(ok=True, text="\n".join(lines), data=data, sources=hits)

@@ -6,7 +6,8 @@ called with no timeout and no status check) and unbounded result caches keyed wi
 It has no per-call way to pass any of them, so each lookup runs in a worker thread and, for its whole
 duration and under one process-wide lock:
   * points `API_URL` at `WIKIPEDIA_API_URL` from settings,
-  * swaps the module's `requests` for `_BoundedHttp` (deadline-derived timeout, status check, size cap),
+  * swaps the module's `requests` for `_LoopHttp`, which makes each request with `fetch_json` on the
+    event loop (the call's deadline, a status check, a size cap: what every internet tool gets),
   * pins BeautifulSoup (used on disambiguation pages) to the standard library's parser,
 then restores all three and clears the caches. So two tools with different endpoints, or two concurrent
 calls, never see each other's state, answers are never stale, and a silent server cannot hold the lock
@@ -17,30 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
-import requests
 from pydantic import BaseModel, Field, StringConstraints
 
 from backend.config import Settings
-from backend.tools.base import Availability, Source, ToolContext, ToolResult
-from backend.tools.internet.failure_memory import LastFailure
-from backend.tools.internet.http_json import request_budget_s
+from backend.tools.base import Source, ToolResult
+from backend.tools.internet.http_json import fetch_json
+from backend.tools.internet.service_call import Budget, InternetTool, ServiceUnavailable, describe_failure
 
-logger = logging.getLogger(__name__)
-
+DESCRIPTION = (
+    "Look a topic up on Wikipedia. Returns a short summary of the best-matching article with its URL; "
+    "if the name is ambiguous, returns the list of meanings so you can call again with the exact title."
+)
+SERVICE = "Wikipedia"
 SEARCH_RESULTS = 5
-MAX_RESPONSE_BYTES = 4_000_000
-"""Far above any summary or disambiguation page; stops a broken endpoint from filling memory."""
-CHUNK_BYTES = 65536
+GRACE_S = 1.0
+"""How long past the deadline the worker waits for `fetch_json`, which ends at the deadline itself."""
 MAX_OPTIONS_SHOWN = 25
 """A disambiguation page can list hundreds of meanings; the model needs the first few to choose."""
 
@@ -68,50 +66,41 @@ class Lookup:
     other_titles: list[str] = field(default_factory=list)
 
 
-class Unavailable(Exception):
-    """Wikipedia could not be asked or did not answer usably; the message is the reason."""
-
-
 class _JsonBody:
-    """What `_BoundedHttp.get` returns: the package only ever calls `.json()` on a response."""
+    """What `_LoopHttp.get` returns: the package only ever calls `.json()` on a response."""
 
-    def __init__(self, content: bytes) -> None:
-        self._content = content
+    def __init__(self, payload: Any) -> None:
+        self._payload = payload
 
     def json(self) -> Any:
-        return json.loads(self._content)
+        return self._payload
 
 
-class _BoundedHttp:
+class _LoopHttp:
     """Stands in for the `requests` module inside `wikipedia.wikipedia`, which only ever calls `get`.
 
-    Adds what the package leaves out: a timeout (whatever is left of the lookup's deadline), a status
-    check, and a size cap. The socket timeout bounds each read, so a server that trickles bytes can keep
-    the worker thread (never the caller, who stops waiting at the deadline) until the cap or its end.
+    Runs in the worker thread and hands each request to `fetch_json` on the caller's event loop, so a
+    Wikipedia lookup is bounded, capped and its failures worded exactly like every other internet call.
     """
 
-    def __init__(self, session: requests.Session, deadline: float) -> None:
-        self._session = session
-        self._deadline = deadline
+    def __init__(self, loop: asyncio.AbstractEventLoop, budget: Budget) -> None:
+        self._loop = loop
+        self._budget = budget
 
     def get(self, url: str, params: Any = None, headers: Any = None) -> _JsonBody:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise requests.Timeout("the lookup's time ran out before all its requests were made")
-        with self._session.get(url, params=params, headers=headers, timeout=remaining, stream=True) as response:
-            response.raise_for_status()
-            body = bytearray()
-            for chunk in response.iter_content(CHUNK_BYTES):
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise Unavailable(f"Wikipedia sent more than {MAX_RESPONSE_BYTES} bytes")
-                if time.monotonic() > self._deadline:
-                    raise requests.Timeout("the lookup's time ran out while reading an answer")
-        return _JsonBody(bytes(body))
+        sent = {key: value for key, value in (params or {}).items() if value is not None}  # as requests does
+        exchange = asyncio.run_coroutine_threadsafe(
+            fetch_json(url, sent, service=SERVICE, budget=self._budget, headers=headers), self._loop
+        )
+        try:
+            return _JsonBody(exchange.result(timeout=self._budget.deadline - self._loop.time() + GRACE_S))
+        except TimeoutError as error:  # only if the loop itself is stuck: fetch_json ends at the deadline
+            exchange.cancel()
+            raise ServiceUnavailable(describe_failure(SERVICE, error, self._budget.seconds, url)) from error
 
 
 @contextmanager
-def _package_configured(api_url: str, http: _BoundedHttp) -> Iterator[Any]:
+def _package_configured(api_url: str, http: _LoopHttp) -> Iterator[Any]:
     """Point the package at our endpoint and HTTP function; put everything back afterwards."""
     import wikipedia  # type: ignore[import-untyped]
     from bs4 import BeautifulSoup
@@ -129,21 +118,19 @@ def _package_configured(api_url: str, http: _BoundedHttp) -> Iterator[Any]:
             cached.clear_cache()
 
 
-def lookup_blocking(api_url: str, query: str, sentences: int, deadline: float, budget_s: float) -> Lookup:
-    """Search, then open the best match; runs in a worker thread. Raises `Unavailable` on network trouble."""
-    if not _PACKAGE_LOCK.acquire(timeout=max(0.0, deadline - time.monotonic())):
-        raise Unavailable("another Wikipedia lookup is still running; try again shortly")
+def lookup_blocking(
+    api_url: str, query: str, sentences: int, loop: asyncio.AbstractEventLoop, budget: Budget
+) -> Lookup:
+    """Search, then open the best match; runs in a worker thread. Raises `ServiceUnavailable` on trouble."""
+    if not _PACKAGE_LOCK.acquire(timeout=max(0.0, budget.deadline - loop.time())):
+        raise ServiceUnavailable("another Wikipedia lookup is still running; try again shortly")
     try:
-        with requests.Session() as session, _package_configured(api_url, _BoundedHttp(session, deadline)) as wiki:
+        with _package_configured(api_url, _LoopHttp(loop, budget)) as wiki:
             try:
                 return _lookup(wiki, query, sentences)
-            except requests.RequestException as error:
-                raise Unavailable(_describe_request_failure(error, api_url, budget_s)) from error
-            except ValueError as error:  # after RequestException: requests' URL errors are ValueErrors too
-                raise Unavailable("Wikipedia sent a response that is not valid JSON") from error
             except (KeyError, IndexError, TypeError, AttributeError, AssertionError) as error:
                 problem = repr(error)[:120]
-                raise Unavailable(
+                raise ServiceUnavailable(
                     f"Wikipedia sent an answer the wikipedia package could not read ({problem})"
                 ) from error
     finally:
@@ -173,11 +160,11 @@ def _lookup(wiki: Any, query: str, sentences: int) -> Lookup:
             return Lookup(kind="not_found", title=query, other_titles=others)
         summary: str = wiki.summary(page.title, sentences=sentences, auto_suggest=False, redirect=True)
     except HTTPTimeoutError as error:
-        raise Unavailable("Wikipedia is overloaded and timed out the search") from error
+        raise ServiceUnavailable("Wikipedia is overloaded and timed out the search") from error
     except (DisambiguationError, PageError) as error:  # the page changed between two requests
-        raise Unavailable(f"Wikipedia changed while it was being read ({type(error).__name__})") from error
+        raise ServiceUnavailable(f"Wikipedia changed while it was being read ({type(error).__name__})") from error
     except WikipediaException as error:
-        raise Unavailable(f"Wikipedia reported an error: {error.error}") from error
+        raise ServiceUnavailable(f"Wikipedia reported an error: {error.error}") from error
     return Lookup(kind="article", title=page.title, url=page.url, summary=summary.strip(), other_titles=others)
 
 
@@ -185,53 +172,20 @@ def _unique(options: list[str]) -> list[str]:
     return list(dict.fromkeys(option.strip() for option in options if option and option.strip()))
 
 
-def _describe_request_failure(error: requests.RequestException, api_url: str, budget_s: float) -> str:
-    # Timeout first: requests' ConnectTimeout is both a Timeout and a ConnectionError.
-    if isinstance(error, requests.Timeout):
-        return f"Wikipedia did not answer within {budget_s:g} s"
-    if isinstance(error, requests.HTTPError) and error.response is not None:
-        return f"Wikipedia answered HTTP {error.response.status_code}"
-    if isinstance(error, requests.ConnectionError):
-        host = urlsplit(api_url).netloc.rpartition("@")[2] or "its configured address"
-        return f"cannot connect to Wikipedia at {host}"
-    if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
-        return "the configured WIKIPEDIA_API_URL is not valid"
-    return f"network error talking to Wikipedia ({type(error).__name__})"
-
-
-class WikipediaTool:
-    name = "wikipedia"
-    description = (
-        "Look a topic up on Wikipedia. Returns a short summary of the best-matching article with its URL; "
-        "if the name is ambiguous, returns the list of meanings so you can call again with the exact title."
-    )
-    args_model: type[BaseModel] = WikipediaArgs
-
+class WikipediaTool(InternetTool[WikipediaArgs]):
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._last_failure = LastFailure()
+        super().__init__(settings, "wikipedia", DESCRIPTION, WikipediaArgs)
 
-    def availability(self) -> Availability:
-        """Needs no key, so it is always offered; a failed call is reported, never probed for on listing."""
-        return self._last_failure.availability()
-
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
-        request = args if isinstance(args, WikipediaArgs) else WikipediaArgs.model_validate(args.model_dump())
-        budget = request_budget_s(self._settings)
-        deadline = time.monotonic() + budget
-        call = asyncio.to_thread(
-            lookup_blocking, self._settings.wikipedia_api_url, request.query, request.sentences, deadline, budget
-        )
+    async def ask(self, request: WikipediaArgs, budget: Budget) -> ToolResult:
+        api_url = self._settings.wikipedia_api_url
+        loop = asyncio.get_running_loop()
+        call = asyncio.to_thread(lookup_blocking, api_url, request.query, request.sentences, loop, budget)
         try:
             # The thread stops itself at the deadline; the grace (a tenth, within the registry's own
             # timeout) lets its specific reason arrive instead of a generic one.
-            found = await asyncio.wait_for(call, timeout=budget * 1.1)
-        except (Unavailable, TimeoutError) as error:
-            reason = str(error) if isinstance(error, Unavailable) else f"Wikipedia did not answer within {budget:g} s"
-            logger.warning("wikipedia lookup failed: %s", reason)
-            self._last_failure.failed(reason)
-            return ToolResult.failure(f"unavailable: {reason}")
-        self._last_failure.succeeded()
+            found = await asyncio.wait_for(call, timeout=budget.seconds * 1.1)
+        except TimeoutError as error:
+            raise ServiceUnavailable(describe_failure(SERVICE, error, budget.seconds, api_url)) from error
         return _result(request.query, found)
 
 

@@ -2,7 +2,9 @@
 
 A SymPy computation in a thread cannot be stopped (`9^9^9^9` would hold a core and memory for good),
 so the engine (`engine.py`) runs in a child process with an address-space cap; a call that
-overruns `MATH_TIMEOUT_S` kills its worker and a fresh one starts for the next call.
+overruns `MATH_TIMEOUT_S` kills its worker and a fresh one starts for the next call. At most
+`MATH_MAX_WORKERS` compute at once and one user holds at most `MATH_MAX_PER_USER` of them, so a user
+flooding the tool with slow computations leaves the other workers to everyone else.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints
 
 from backend.config import Settings
+from backend.per_user_limits import PerUserLimit
 from backend.tools.base import Availability, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
@@ -35,7 +38,6 @@ WORKER_MEMORY_BYTES = 1024 * 1024 * 1024
 """SymPy itself needs ~150 MB; the rest is room for big but legitimate results."""
 WORKER_START_TIMEOUT_S = 20.0
 """Importing SymPy takes a second or two; a loaded CI machine gets more room."""
-MAX_WORKERS = 2
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 MAX_TEXT_CHARS = 4000
 """Of a result in the model's text; the structured data keeps it whole."""
@@ -124,10 +126,12 @@ class MathWorker:
 
 
 class MathWorkerPool:
-    """Up to MAX_WORKERS warm workers; a worker that overran or failed is killed, never reused."""
+    """Up to `size` warm workers; a worker that overran or failed is killed, never reused."""
 
-    def __init__(self, size: int = MAX_WORKERS) -> None:
+    def __init__(self, size: int) -> None:
         self._idle: list[MathWorker] = []
+        self._killed: list[MathWorker] = []
+        """Until the loop has seen them exit; `aclose` waits for them so no process outlives the pool."""
         self._slots = asyncio.Semaphore(size)
 
     async def compute(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
@@ -136,7 +140,7 @@ class MathWorkerPool:
             try:
                 reply = await asyncio.wait_for(worker.ask(request), timeout_s)
             except BaseException:  # timeout, cancellation or a dead worker: it must not serve again
-                worker.kill()
+                self._kill(worker)
                 raise
             self._idle.append(worker)
             return reply
@@ -146,15 +150,20 @@ class MathWorkerPool:
             worker = self._idle.pop()
             if worker.usable:
                 return worker
-            worker.kill()
+            self._kill(worker)
         return await MathWorker.start()
 
+    def _kill(self, worker: MathWorker) -> None:
+        worker.kill()
+        self._killed = [w for w in self._killed if w.process.returncode is None] + [worker]
+
     async def aclose(self) -> None:
-        for worker in self._idle:
+        for worker in self._idle + self._killed:
             worker.kill()
             with contextlib.suppress(TimeoutError, RuntimeError):
                 await asyncio.wait_for(worker.process.wait(), 5)
         self._idle.clear()
+        self._killed.clear()
 
 
 def _clip(text: str) -> str:
@@ -183,7 +192,8 @@ class MathCalcTool:
 
     def __init__(self, settings: Settings) -> None:
         self._timeout_s = settings.math_timeout_s
-        self._pool = MathWorkerPool()
+        self._pool = MathWorkerPool(settings.math_max_workers)
+        self._per_user = PerUserLimit("math_calc computation(s)", settings.math_max_per_user)
 
     def availability(self) -> Availability:
         missing = [path.name for path in ENGINE_FILES if not path.is_file()]
@@ -192,10 +202,13 @@ class MathCalcTool:
         return Availability(True)
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        """Raises `TooManyRequests` when the user already has `MATH_MAX_PER_USER` computations in progress."""
         assert isinstance(args, MathCalcArgs)
         request = {"expression": args.expression, "operation": args.operation}
         try:
-            reply = await self._pool.compute(request, self._timeout_s)
+            # Held while waiting for a worker too: a user's queued calls count against their share.
+            with self._per_user.hold(context.user.username):
+                reply = await self._pool.compute(request, self._timeout_s)
         except TimeoutError:
             return ToolResult.failure(
                 f"The calculation took longer than {self._timeout_s:g} s and was stopped; "

@@ -11,8 +11,10 @@
 Every mode shows the program the same file system: the base Python installation, /usr (with the
 /bin, /lib, /lib64, /sbin links), numpy if the server has it, a synthetic /etc/passwd and /etc/group,
 a fresh /proc, a few device nodes and a size-limited tmpfs at /sandbox (also /tmp). Nothing else of
-the host, so no DATA_DIR, no repository and no home folders. If no mode passes its probe, the tool
-is unavailable: code never runs unconfined.
+the host, so no DATA_DIR, no repository and no home folders. In every mode `launcher.py` installs the
+seccomp filter of `seccomp.py` before the program starts. The probe checks all of it, down to a new
+user namespace and the kernel keyrings being refused; if no mode passes, the tool is unavailable:
+code never runs unconfined.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from backend.tools.sandbox.ceiling import LAUNCH_OVERHEAD_TASKS, RunCgroups
+from backend.tools.sandbox.seccomp import AUDIT_ARCH_AARCH64, AUDIT_ARCH_X86_64, SYSCALLS, filter_program
+
 LAUNCHER = Path(__file__).with_name("launcher.py")
 SCRATCH = "/sandbox"
 PROGRAM = f"{SCRATCH}/main.py"
@@ -36,8 +41,9 @@ SHARED_PACKAGES = ("numpy",)
 """Packages of the server's environment the sandbox may import (read-only); absent ones are skipped."""
 NOBODY = 65534
 SANDBOX_UID_BASE = 2_000_000_000
-"""Root modes run each concurrent slot as its own uid from here: far from any real account or subuid
-range, and distinct per slot so one run's fork bomb cannot use up another's process budget."""
+"""Root modes run each run as a fresh uid from here up to 2**31 more: far from any real account or subuid
+range, and new per run so neither a process budget nor per-uid kernel state is ever shared."""
+PROBE_UID = SANDBOX_UID_BASE - 1
 HOST_LINKS = ("/bin", "/lib", "/lib64", "/sbin")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 PROBE_TIMEOUT_S = 20.0
@@ -174,7 +180,8 @@ class Isolation:
             "--symlink", SCRATCH, "/tmp",
             "--ro-bind", str(files.program), PROGRAM,
             "--ro-bind", str(files.passwd), "/etc/passwd", "--ro-bind", str(files.group), "/etc/group",
-            "--remount-ro", "/", "--chdir", SCRATCH,
+            # /dev is a tmpfs of no size limit, writable by the sandbox user in a user namespace: read-only.
+            "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SCRATCH,
         ]
         for name, value in SANDBOX_ENV.items():
             argv += ["--setenv", name, value]
@@ -240,10 +247,23 @@ def make_run_folder(code: str, uid: int) -> tuple[Path, RunFiles]:
 
 
 PROBE_PROGRAM = """
-import os, socket, sys
+import ctypes, errno, os, socket, sys
 problems = []
 if os.getuid() == 0 or os.geteuid() == 0:
     problems.append("runs as root")
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) == 0:  # CLONE_NEWUSER
+    problems.append("can create user namespaces")
+elif ctypes.get_errno() != errno.EPERM:
+    problems.append("user namespaces are not refused by the seccomp filter")
+add_key, keyctl = sys.argv_syscalls[os.uname().machine]
+if libc.syscall(add_key, b"user", b"probe", b"x", 1, -4) != -1 or ctypes.get_errno() != errno.EPERM:
+    problems.append("can add kernel keys")
+if libc.syscall(keyctl, 0, -4, 0) != -1 or ctypes.get_errno() != errno.EPERM:  # KEYCTL_GET_KEYRING_ID, user
+    problems.append("can reach the kernel keyrings")
+with open("/proc/self/status") as status:
+    if "Seccomp:\t2" not in status.read():
+        problems.append("runs without the seccomp filter")
 if [name for _, name in socket.if_nameindex() if name != "lo"]:
     problems.append("has network interfaces")
 for path in sys.argv_hidden:
@@ -255,21 +275,36 @@ print("PROBE-OK" if not problems else "PROBE-FAIL: " + ", ".join(problems))
 """
 
 
-def probe(isolation: Isolation, hidden_paths: list[str]) -> str | None:
-    """Run a program that checks its own confinement; None when it holds, else why not."""
-    program = PROBE_PROGRAM.replace("sys.argv_hidden", repr(hidden_paths))
-    uid = SANDBOX_UID_BASE if isolation.runs_as_root() else NOBODY
+def probe(
+    isolation: Isolation, hidden_paths: list[str], cgroups: RunCgroups | None = None,
+    limits: Mapping[str, int] | None = None,
+) -> str | None:
+    """Run a program that checks its own confinement, under a run's rlimits and in a run cgroup when given;
+    None when it holds, else why not."""
+    syscalls = {"x86_64": SYSCALLS[AUDIT_ARCH_X86_64], "aarch64": SYSCALLS[AUDIT_ARCH_AARCH64]}
+    numbers = {machine: (table["add_key"], table["keyctl"]) for machine, table in syscalls.items()}
+    program = PROBE_PROGRAM.replace("sys.argv_hidden", repr(hidden_paths)).replace("sys.argv_syscalls", repr(numbers))
+    uid = PROBE_UID if isolation.runs_as_root() else NOBODY
     folder, files = make_run_folder(program, uid)
-    config = {"limits": {"RLIMIT_NPROC": 8}, "paths": isolation.view.package_paths, "program": PROGRAM}
+    config = {
+        "limits": dict(limits or {"RLIMIT_NPROC": 8}), "paths": isolation.view.package_paths, "program": PROGRAM,
+        "seccomp": filter_program().hex(),
+    }
+    cgroup: Path | None = None
     try:
+        argv = isolation.command(files, config, uid, 1024 * 1024)
+        if cgroups is not None:
+            cgroup = cgroups.create(f"sandbox-probe-{os.getpid()}", 256 * 1024 * 1024, 8 + LAUNCH_OVERHEAD_TASKS)
+            argv = cgroups.wrap(cgroup, argv)
         completed = subprocess.run(
-            isolation.command(files, config, uid, 1024 * 1024),
-            capture_output=True, timeout=PROBE_TIMEOUT_S, env=isolation.launcher_env(), start_new_session=True,
+            argv, capture_output=True, timeout=PROBE_TIMEOUT_S, env=isolation.launcher_env(), start_new_session=True,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"{isolation.mode}: {error}"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if cgroup is not None and cgroups is not None:
+            cgroups.remove(cgroup)
     output = completed.stdout.decode(errors="replace").strip()
     if output == "PROBE-OK":
         return None
@@ -277,7 +312,9 @@ def probe(isolation: Isolation, hidden_paths: list[str]) -> str | None:
     return f"{isolation.mode}: {output or (errors[-1] if errors else f'exit status {completed.returncode}')}"
 
 
-def find_isolation(hidden_paths: list[str]) -> tuple[Isolation | None, str]:
+def find_isolation(
+    hidden_paths: list[str], cgroups: RunCgroups | None = None, limits: Mapping[str, int] | None = None
+) -> tuple[Isolation | None, str]:
     """The first mode whose probe passes, or None with the reasons every mode failed."""
     if sys.platform != "linux":
         return None, "the sandbox needs Linux namespaces"
@@ -287,7 +324,7 @@ def find_isolation(hidden_paths: list[str]) -> tuple[Isolation | None, str]:
         return None, "neither bubblewrap (`bwrap`) nor util-linux `unshare` as root is available"
     failures = []
     for isolation in modes:
-        failure = probe(isolation, hidden_paths)
+        failure = probe(isolation, hidden_paths, cgroups, limits)
         if failure is None:
             return isolation, isolation.mode
         failures.append(failure)

@@ -1,4 +1,4 @@
-"""First code inside the sandbox (run as `python -I -c <this file> <json>`): limits, then the program.
+"""First code inside the sandbox (run as `python -I -c <this file> <json>`): seccomp filter, limits, then the program.
 
 Standard library only: the sandbox sees the base interpreter, not the server's packages. In the
 `unshare` mode this script also builds the jail (mounts, chroot, uid switch), since util-linux
@@ -16,7 +16,11 @@ import sys
 from typing import Any
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def _mount(
@@ -65,6 +69,17 @@ def enter_jail(jail: dict[str, Any]) -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
+def install_filter(program: bytes) -> None:
+    """The seccomp filter built by `seccomp.py`, for this process and every one it starts; it cannot be lifted."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    code = ctypes.create_string_buffer(program, len(program))
+    fprog = SockFprog(len(program) // 8, ctypes.addressof(code))
+    if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+
+
 def reap_as_init() -> None:
     """PID 1 of the namespace: fork the program, reap every orphan, exit with the program's status."""
     child = os.fork()
@@ -110,6 +125,8 @@ def main() -> None:
     config = json.loads(sys.argv[1])
     if config.get("jail"):
         enter_jail(config["jail"])
+    install_filter(bytes.fromhex(config["seccomp"]))  # before the program, and before init forks it
+    if config.get("jail"):
         reap_as_init()
     apply_limits(config["limits"])
     sys.path[:0] = config["paths"]

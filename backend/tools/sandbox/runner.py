@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+from backend.tools.sandbox.ceiling import LAUNCH_OVERHEAD_TASKS, RunCeiling
 from backend.tools.sandbox.isolation import NOBODY, PROGRAM, SANDBOX_UID_BASE, Isolation, make_run_folder
+from backend.tools.sandbox.seccomp import filter_program
 
 READ_CHUNK = 65536
 DRAIN_AFTER_KILL_S = 5.0
 OPEN_FILES = 64
+SECCOMP_FILTER = filter_program().hex()
+PER_PROCESS = RunCeiling(None, "no cgroup chosen")
 
 
 @dataclass(frozen=True)
@@ -29,14 +36,15 @@ class RunLimits:
     max_output_bytes: int
     """Per stream (stdout, stderr)."""
 
-    def rlimits(self) -> dict[str, int]:
+    def rlimits(self, ceiling: RunCeiling) -> dict[str, int]:
         return {
             "RLIMIT_CPU": self.cpu_seconds,
-            "RLIMIT_AS": self.memory_bytes,
+            "RLIMIT_AS": ceiling.per_process_memory(self.memory_bytes, self.max_processes),
             "RLIMIT_NPROC": self.max_processes,
             "RLIMIT_FSIZE": self.scratch_bytes,
             "RLIMIT_NOFILE": OPEN_FILES,
             "RLIMIT_CORE": 0,
+            "RLIMIT_MSGQUEUE": 0,  # no POSIX message queues: nothing a run needs, memory of its own
         }
 
 
@@ -64,25 +72,49 @@ class SandboxBusy(RuntimeError):
     """Every run slot is taken."""
 
 
-class UidSlots:
-    """One uid per concurrent run (root modes), so process limits and files never mix between runs.
+class RunSlots:
+    """At most `size` runs at once, refused rather than queued. Thread-safe and loop-free on purpose:
+    the tool may be used from more than one event loop (tests)."""
 
-    Thread-safe and loop-free on purpose: the tool may be used from more than one event loop (tests).
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._lock:
+            if self._taken >= self.size:
+                raise SandboxBusy("every sandbox slot is busy; try again in a moment")
+            self._taken += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._taken -= 1
+
+
+class FreshUids:
+    """A uid never used before by this server for each run (root modes), so nothing the kernel keeps per
+    uid (keyrings, process, signal, inotify and message-queue counts) carries from one run to the next.
+
+    uid = base + (a * n + b) mod 2**31 with a odd: a bijection on n, so no uid repeats within 2**31 runs;
+    a and b are random per server process, so several workers or restarts are unlikely to meet.
     """
 
-    def __init__(self, size: int, base: int) -> None:
-        self._free = list(range(base, base + size))
+    SPAN = 2**31
+
+    def __init__(self, base: int = SANDBOX_UID_BASE) -> None:
+        self._base = base
+        self._a = secrets.randbelow(self.SPAN // 2) * 2 + 1
+        self._b = secrets.randbelow(self.SPAN)
+        self._n = 0
         self._lock = threading.Lock()
 
     def take(self) -> int:
         with self._lock:
-            if not self._free:
-                raise SandboxBusy("every sandbox slot is busy; try again in a moment")
-            return self._free.pop(0)
-
-    def give_back(self, uid: int) -> None:
-        with self._lock:
-            self._free.append(uid)
+            n, self._n = self._n, self._n + 1
+        return self._base + (self._a * n + self._b) % self.SPAN
 
 
 class _Capture:
@@ -125,16 +157,27 @@ def _signal_of(status: int | None) -> str | None:
         return None
 
 
-async def run_sandboxed(isolation: Isolation, code: str, limits: RunLimits, uid: int) -> RunReport:
+async def run_sandboxed(
+    isolation: Isolation, code: str, limits: RunLimits, uid: int, ceiling: RunCeiling = PER_PROCESS
+) -> RunReport:
+    """Run `code` as `uid` (a fresh one per run in root modes) within `limits`, in its own cgroup if any."""
     folder, files = await asyncio.to_thread(make_run_folder, code, uid)
-    config = {"limits": limits.rlimits(), "paths": isolation.view.package_paths, "program": PROGRAM}
+    config = {"limits": limits.rlimits(ceiling), "paths": isolation.view.package_paths, "program": PROGRAM,
+              "seccomp": SECCOMP_FILTER}
     argv = isolation.command(files, config, uid, limits.scratch_bytes)
     overflow = asyncio.Event()
     out, err = _Capture(limits.max_output_bytes, overflow), _Capture(limits.max_output_bytes, overflow)
-    started = time.monotonic()
     kill_reason: str | None = None
     process: asyncio.subprocess.Process | None = None
+    cgroup: Path | None = None
     try:
+        if ceiling.cgroups is not None:
+            cgroup = await asyncio.to_thread(
+                ceiling.cgroups.create, f"sandbox-run-{uid}", limits.memory_bytes + limits.scratch_bytes,
+                limits.max_processes + LAUNCH_OVERHEAD_TASKS,
+            )
+            argv = ceiling.cgroups.wrap(cgroup, argv)
+        started = time.monotonic()
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=isolation.launcher_env(), start_new_session=True,
@@ -161,6 +204,8 @@ async def run_sandboxed(isolation: Isolation, code: str, limits: RunLimits, uid:
             _kill_group(process)
             await process.wait()
         await asyncio.to_thread(shutil.rmtree, folder, True)
+        if cgroup is not None and ceiling.cgroups is not None:
+            await asyncio.to_thread(ceiling.cgroups.remove, cgroup)
     status = process.returncode
     killed = kill_reason is not None
     return RunReport(
@@ -177,17 +222,9 @@ async def run_sandboxed(isolation: Isolation, code: str, limits: RunLimits, uid:
     )
 
 
-def default_uid_slots(isolation: Isolation, size: int) -> UidSlots:
-    """Root modes get distinct real uids; the user-namespace mode maps every run to `nobody` inside."""
+def uid_source(isolation: Isolation) -> Callable[[], int]:
+    """Root modes get a fresh real uid per run; the user-namespace mode maps every run to `nobody` inside
+    a user namespace of its own, whose keyrings and process counts are its own too."""
     if isolation.runs_as_root():
-        # Offset by our pid so that several server workers on one host never share a uid.
-        return UidSlots(size, SANDBOX_UID_BASE + (os.getpid() % 1_000_000) * size)
-    return _SameUid(size)
-
-
-class _SameUid(UidSlots):
-    """In a user namespace each run has its own process count, so one uid can serve every slot."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(0, NOBODY)
-        self._free = [NOBODY] * size
+        return FreshUids().take
+    return lambda: NOBODY

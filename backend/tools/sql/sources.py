@@ -8,20 +8,20 @@ changed CSV simply yields a new fingerprint.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.storage.layout import SAMPLES_DIR, DataLayout
+from backend.storage.private_paths import make_private_dirs
+from backend.tools.csv_table import CellValue, CsvTable, InvalidCsv, cell_value
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def csv_cache(cache_dir: Path, csvs: list[Path], notes: list[str]) -> Path | Non
 
     What was left out while building is kept beside it (`.notes.json`), so a cached answer reports it too.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(cache_dir)  # cache/{user}/sql: 0700 like everything under DATA_DIR
     stem = f"csv-{fingerprint(csvs)}"
     target, notes_file = cache_dir / f"{stem}.sqlite", cache_dir / f"{stem}.notes.json"
     if target.is_file() and notes_file.is_file():
@@ -149,7 +149,7 @@ def build_csv_database(target: Path, csvs: list[Path], notes: list[str]) -> None
                 continue
             try:
                 header, rows = read_csv(path)
-            except (ValueError, csv.Error, UnicodeDecodeError) as error:
+            except (InvalidCsv, UnicodeDecodeError) as error:
                 notes.append(f"{path.name}: left out, {error}")
                 continue
             table = identifier(path.stem, taken)
@@ -164,31 +164,28 @@ def build_csv_database(target: Path, csvs: list[Path], notes: list[str]) -> None
 
 
 def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    text = path.read_text(encoding="utf-8-sig")
-    if not text.strip():
-        raise ValueError("the file is empty")
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:20_000], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = [row for row in csv.reader(io.StringIO(text, newline=""), dialect) if any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError("no header row")
-    return rows[0], rows[1:]
+    """The header and rows of one CSV file, read by `csv_table` as `data_analysis` reads CSV text."""
+    table = CsvTable(path.read_text(encoding="utf-8-sig"))
+    return table.header, list(table.rows())
 
 
-def _column_type(values: list[str]) -> str:
-    present = [v.strip() for v in values if v.strip()]
-    if not present:
-        return "TEXT"
-    if all(re.fullmatch(r"[+-]?\d{1,18}", v) for v in present):
+def _column_type(values: Iterable[CellValue]) -> str:
+    """INTEGER when every present cell is an integer, REAL when every one is a number, else TEXT.
+
+    The cells are typed by `csv_table.cell_value`, so `nan`, `inf` or `1_000` make a column TEXT here just
+    as they count as text in `data_analysis`.
+    """
+    kinds = {type(value) for value in values if value is not None}
+    if kinds == {int}:
         return "INTEGER"
-    try:
-        for value in present:
-            float(value)
-    except ValueError:
-        return "TEXT"
-    return "REAL"
+    if kinds and kinds <= {int, float}:
+        return "REAL"
+    return "TEXT"
+
+
+def _stored(cell: str, kind: str) -> CellValue:
+    """A TEXT column keeps the text as written (`007` stays `007`); a numeric one gets the typed value."""
+    return (cell.strip() or None) if kind == "TEXT" else cell_value(cell)
 
 
 def _create_table(db: sqlite3.Connection, table: str, header: list[str], rows: list[list[str]]) -> int:
@@ -197,16 +194,12 @@ def _create_table(db: sqlite3.Connection, table: str, header: list[str], rows: l
     columns = [identifier(name or f"column_{i}", taken) for i, name in enumerate(header, start=1)]
     width = len(columns)
     cells = [(row + [""] * width)[:width] for row in rows]
-    types = [_column_type([row[i] for row in cells]) for i in range(width)]
-    convert = {"INTEGER": int, "REAL": float, "TEXT": str}
+    types = [_column_type(cell_value(row[i]) for row in cells) for i in range(width)]
     spec = ", ".join(f'"{name}" {kind}' for name, kind in zip(columns, types, strict=True))
     db.execute(f'CREATE TABLE "{table}" ({spec})')
     placeholders = ", ".join("?" for _ in columns)
     db.executemany(
         f'INSERT INTO "{table}" VALUES ({placeholders})',
-        (
-            [convert[kind](value.strip()) if value.strip() else None for value, kind in zip(row, types, strict=True)]
-            for row in cells
-        ),
+        ([_stored(cell, kind) for cell, kind in zip(row, types, strict=True)] for row in cells),
     )
     return sum(1 for row in rows if len(row) > width)

@@ -3,12 +3,12 @@
 Read-only is enforced three times over: every file is opened through a `mode=ro&immutable=1` URI,
 `PRAGMA query_only` is on, and an authorizer admits only reads (no writes, DDL, ATTACH, transactions,
 PRAGMA changes or dangerous functions). A progress handler stops a query at `SQL_TIMEOUT_S`, SQLite's
-own limits cap the size of any one value, and at most `SQL_MAX_ROWS` rows come back.
+own limits cap the size of any one value, and at most `SQL_MAX_ROWS` rows come back. Queries run on the
+tool's own threads (`SQL_MAX_WORKERS`), at most `SQL_MAX_PER_USER` per user at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from backend.config import Settings
 from backend.tools.base import Availability, Source, ToolContext, ToolResult
 from backend.tools.sql.sources import SAMPLE_DB, UserDatabase, gather, read_only_uri
+from backend.tools.thread_pools import ToolThreadPool
 
 MAX_VALUE_BYTES = 10_000_000
 """SQLITE_LIMIT_LENGTH: `randomblob(1e9)` fails at once instead of allocating a gigabyte."""
@@ -30,9 +31,11 @@ PROGRESS_STEPS = 1000
 
 READ_PRAGMAS = {
     "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
-    "foreign_key_list", "database_list", "collation_list",
+    "foreign_key_list", "collation_list",
 }
-"""Pragmas that only report, with or without an argument."""
+"""Pragmas that only report, with or without an argument. Not `database_list`: it shows where the
+files lie on the server (both as `PRAGMA database_list` and as `pragma_database_list`); `.schema` names
+every database instead."""
 SETTING_PRAGMAS = {"user_version", "schema_version", "page_count", "page_size", "encoding", "freelist_count"}
 """Pragmas that are reads without an argument and writes with one."""
 DENIED_FUNCTIONS = {"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"}
@@ -106,7 +109,7 @@ def run_query(database: UserDatabase, query: str, max_rows: int, timeout_s: floa
             cursor = connection.execute(query)
             fetched = cursor.fetchmany(max_rows + 1)
         except (sqlite3.Error, sqlite3.Warning) as error:
-            raise QueryRefused(_explain(error, timeout_s)) from None
+            raise QueryRefused(_explain(error, query, timeout_s)) from None
         if cursor.description is None:
             raise QueryRefused("the statement returns no rows; use SELECT")
         columns = [column[0] for column in cursor.description]
@@ -120,11 +123,13 @@ def run_query(database: UserDatabase, query: str, max_rows: int, timeout_s: floa
         connection.close()
 
 
-def _explain(error: Exception, timeout_s: float) -> str:
+def _explain(error: Exception, query: str, timeout_s: float) -> str:
     message = str(error).rstrip(".")
     if message == "interrupted":
         return f"the query ran longer than {timeout_s:g} s and was stopped"
     if message in ("not authorized", "authorization denied") or "prohibited" in message:
+        if "database_list" in query.lower():  # only the wording: the authorizer is what refuses it
+            return "database_list is not available, it would show server paths; `.schema` lists every database"
         return "only reading statements (SELECT, WITH … SELECT) are allowed; the database is read-only"
     return message
 
@@ -186,13 +191,20 @@ class SqlQueryTool:
     def __init__(self, settings: Settings) -> None:
         self._timeout_s = settings.sql_timeout_s
         self._max_rows = settings.sql_max_rows
+        self._threads = ToolThreadPool(
+            "sql_query", settings.sql_max_workers, settings.sql_max_per_user, "SQL queries"
+        )
 
     def availability(self) -> Availability:
         return Availability(True)
 
     async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+        """Raises `TooManyRequests` when the user already has `SQL_MAX_PER_USER` queries in progress."""
         assert isinstance(args, SqlQueryArgs)
-        return await asyncio.to_thread(self._run, args.query, context)
+        return await self._threads.run(context.user.username, self._run, args.query, context)
+
+    async def aclose(self) -> None:
+        await self._threads.aclose()
 
     def _run(self, query: str, context: ToolContext) -> ToolResult:
         database = gather(context.settings.data_dir, context.user.username)

@@ -14,8 +14,8 @@ from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.tools.base import Availability, Source, Tool, ToolContext, ToolResult
 from backend.tools.catalog import build_tool_registry
-from backend.tools.registry import InvalidToolArguments
 from backend.tools.internet.web_search import WebSearchArgs, WebSearchTool
+from backend.tools.registry import InvalidToolArguments
 from tests.fakes.internet_services import (
     GARBAGE,
     SERVER_ERROR,

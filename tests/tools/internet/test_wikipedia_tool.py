@@ -222,7 +222,7 @@ async def test_wikipedia_unreachable_is_reported_as_unavailable(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        (SERVER_ERROR, "Wikipedia answered HTTP 500"),
+        (SERVER_ERROR, "Wikipedia answered HTTP 500: internal"),
         (Reply(status=429, body=b"Too many requests", content_type="text/plain"), "Wikipedia answered HTTP 429"),
         (GARBAGE, "Wikipedia sent a response that is not valid JSON"),
         (
@@ -337,7 +337,7 @@ async def test_availability_reports_the_last_failure_until_a_call_succeeds(tmp_p
         context = ToolContext(user=User("alice"), settings=settings)
         await tool.run(WikipediaArgs(query="Ada Lovelace"), context)
         assert tool.availability().available
-        assert tool.availability().reason == "last call failed: Wikipedia answered HTTP 500"
+        assert tool.availability().reason == "last call failed: Wikipedia answered HTTP 500: internal"
 
         wiki.responder = standard_wiki().responder()
         assert (await tool.run(WikipediaArgs(query="Ada Lovelace"), context)).ok

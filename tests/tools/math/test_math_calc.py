@@ -1,7 +1,9 @@
-"""math_calc: exact results for plain-language maths, a safe parser, and a worker killed on runaway input."""
+"""math_calc: exact results for plain-language maths, a safe parser, a worker killed on runaway input, and a fair
+share of the workers per user."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -9,9 +11,10 @@ import pytest
 
 from backend.auth.models import User
 from backend.config import load_settings
+from backend.service_errors import TooManyRequests
 from backend.tools.base import ToolContext, ToolResult
-from backend.tools.math.math_calc import MathCalcArgs, MathCalcTool
 from backend.tools.math.engine import MathError, compute, handle
+from backend.tools.math.math_calc import MathCalcArgs, MathCalcTool
 
 
 @pytest.mark.parametrize(
@@ -185,3 +188,46 @@ async def test_refused_input_is_a_failed_result_with_the_reason(tmp_path: Path) 
 
     assert not result.ok
     assert result.text == "Cannot compute '__import__('os')': '__import__' is not allowed in an expression."
+
+
+SLOW = "integrate x^12*sin(x)^5 dx"
+"""About 10 s of SymPy on one core: well past the timeouts below."""
+
+
+async def test_a_user_flooding_slow_maths_is_refused_past_their_share_and_another_users_sum_answers_at_once(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(data_dir=tmp_path, math_timeout_s=3, math_max_workers=2, math_max_per_user=1)
+    tool = MathCalcTool(settings)
+    alice, bob = _context(tmp_path), ToolContext(user=User("bob"), settings=settings)
+    try:
+        flood = [asyncio.create_task(_run(tool, alice, SLOW)) for _ in range(10)]
+        outcomes = await asyncio.gather(*flood[1:], return_exceptions=True)
+        started = time.monotonic()
+        bobs = await _run(tool, bob, "2+2")
+        bobs_wait = time.monotonic() - started
+        stopped = await flood[0]
+    finally:
+        await tool.aclose()
+
+    assert all(isinstance(outcome, TooManyRequests) for outcome in outcomes)
+    refused = outcomes[0]
+    assert isinstance(refused, TooManyRequests) and refused.headers == {"Retry-After": "2"}
+    assert refused.message.startswith("You already have 1 math_calc computation(s) in progress (the limit per user)")
+    assert bobs.ok and bobs.data["result"] == "4"
+    assert bobs_wait < 2  # a cold worker imports SymPy: about 0.4 s on an idle core
+    assert not stopped.ok and stopped.text.startswith("The calculation took longer than 3 s")
+
+
+async def test_the_share_is_given_back_when_a_computation_ends(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, math_timeout_s=1, math_max_per_user=1)
+    tool = MathCalcTool(settings)
+    context = _context(tmp_path)
+    try:
+        stopped = await _run(tool, context, SLOW)
+        after = await _run(tool, context, "3*3")
+    finally:
+        await tool.aclose()
+
+    assert not stopped.ok
+    assert after.ok and after.data["result"] == "9"

@@ -1,4 +1,5 @@
-"""sql_query: reads over the sample database and the user's own files; every write refused; runaway queries stopped."""
+"""sql_query: reads over the sample database and the user's own files; every write refused; runaway queries
+stopped; no host path shown; a fair share of the tool's own threads per user."""
 
 from __future__ import annotations
 
@@ -7,25 +8,38 @@ import hashlib
 import os
 import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from backend.auth.models import User
 from backend.config import Settings, load_settings
+from backend.service_errors import TooManyRequests
 from backend.storage.layout import DataLayout
 from backend.tools.base import ToolContext, ToolResult
-from backend.tools.sql.sql_query import SqlQueryArgs, SqlQueryTool
 from backend.tools.sql.sources import SAMPLE_DB
+from backend.tools.sql.sql_query import SqlQueryArgs, SqlQueryTool
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
     return load_settings(data_dir=tmp_path, **overrides)
 
 
+RUNAWAY = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
 async def query(settings: Settings, sql: str, username: str = "alice") -> ToolResult:
-    context = ToolContext(user=User(username), settings=settings)
-    return await SqlQueryTool(settings).run(SqlQueryArgs(query=sql), context)
+    tool = SqlQueryTool(settings)
+    try:
+        return await ask(tool, settings, sql, username)
+    finally:
+        await tool.aclose()
+
+
+async def ask(tool: SqlQueryTool, settings: Settings, sql: str, username: str = "alice") -> ToolResult:
+    return await tool.run(SqlQueryArgs(query=sql), ToolContext(user=User(username), settings=settings))
 
 
 def digest(path: Path) -> str:
@@ -162,8 +176,7 @@ async def test_a_runaway_recursive_query_is_stopped_by_the_timeout(tmp_path: Pat
     settings = settings_for(tmp_path, sql_timeout_s=1.0)
     started = time.monotonic()
 
-    runaway = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT max(i) FROM n"
-    result = await query(settings, runaway)
+    result = await query(settings, RUNAWAY)
 
     elapsed = time.monotonic() - started
     assert not result.ok
@@ -228,3 +241,80 @@ async def test_files_that_cannot_be_used_are_reported_not_silently_skipped(tmp_p
     assert result.data["rows"] == [[2]]
     assert "Note: broken.db: left out, not an SQLite database." in result.text
     assert "Note: ragged.csv: 1 row(s) had more cells than the header; the extra cells were dropped." in result.text
+
+
+@pytest.mark.parametrize(
+    "sql", ["PRAGMA database_list", "SELECT * FROM pragma_database_list", "SELECT file FROM pragma_database_list()"]
+)
+async def test_database_list_is_refused_so_no_server_path_is_shown(tmp_path: Path, alice_files: Path,
+                                                                  sql: str) -> None:
+    result = await query(settings_for(tmp_path), sql)
+
+    assert not result.ok
+    assert result.text == (
+        "The query failed: database_list is not available, it would show server paths; "
+        "`.schema` lists every database."
+    )
+
+
+async def test_no_answer_of_the_tool_names_a_server_folder(tmp_path: Path, alice_files: Path) -> None:
+    (alice_files / "broken.db").write_bytes(b"not a database at all")
+    (alice_files / "latin1.csv").write_bytes("name\ncaf\xe9\n".encode("latin-1"))
+    settings = settings_for(tmp_path)
+    answers = [
+        await query(settings, sql)
+        for sql in (".schema", "SELECT * FROM pets.pets", "SELECT * FROM nowhere", "SELECT nope FROM sample.orders",
+                    "SELECT sqlite_source_id(), sqlite_version()", "PRAGMA table_list")
+    ]
+
+    assert [answer.ok for answer in answers] == [True, True, False, False, True, True]
+    for answer in answers:
+        shown = repr([answer.text, answer.data, [(s.title, s.metadata) for s in answer.sources]])
+        assert str(tmp_path) not in shown and str(REPO_ROOT) not in shown, shown
+    assert "Note: latin1.csv: left out," in answers[0].text
+
+
+async def test_a_user_past_their_share_of_queries_is_refused_while_another_user_is_served(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, sql_timeout_s=1.5, sql_max_per_user=2, sql_max_workers=3)
+    tool = SqlQueryTool(settings)
+    try:
+        runaways = [asyncio.create_task(ask(tool, settings, RUNAWAY)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        with pytest.raises(TooManyRequests) as refused:
+            await ask(tool, settings, "SELECT 1")
+        started = time.monotonic()
+        bobs = await ask(tool, settings, "SELECT count(*) FROM customers", username="bob")
+        bobs_wait = time.monotonic() - started
+        stopped = await asyncio.gather(*runaways)
+        after = await ask(tool, settings, "SELECT 1")
+    finally:
+        await tool.aclose()
+
+    assert refused.value.status == 429 and refused.value.headers == {"Retry-After": "2"}
+    assert refused.value.message.startswith("You already have 2 SQL queries in progress (the limit per user)")
+    assert bobs.ok and bobs.data["rows"] == [[40]]
+    assert bobs_wait < 0.5
+    stopped_text = "The query failed: the query ran longer than 1.5 s and was stopped."
+    assert [result.text for result in stopped] == [stopped_text, stopped_text]
+    assert after.ok
+
+
+async def test_queries_run_on_their_own_threads_so_a_saturated_default_pool_does_not_delay_them(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    tool = SqlQueryTool(settings)
+    loop = asyncio.get_running_loop()
+    default_pool = ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(default_pool)
+    blocker = loop.run_in_executor(None, time.sleep, 1.5)  # stands in for bcrypt and fsync'd writes
+    try:
+        started = time.monotonic()
+        result = await ask(tool, settings, "SELECT count(*) FROM orders")
+        elapsed = time.monotonic() - started
+    finally:
+        await blocker
+        await tool.aclose()
+
+    assert result.ok
+    assert elapsed < 0.5
