@@ -59,7 +59,7 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     logger.info("LLM backend: %s, model %s (%s)", llm.name, llm.default_model, "ready" if health.ok else health.detail)
     tools = build_tool_registry(settings)
     await tools.warm_up()
-    for tool in tools.list():
+    for tool in tools.tools():
         status = tools.availability(tool.name)
         logger.info("Tool %s: %s", tool.name, "available" if status.available else f"unavailable ({status.reason})")
     return Services(

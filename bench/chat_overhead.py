@@ -146,7 +146,7 @@ async def main(rounds: int) -> None:
             for round_number in range(rounds):
                 order = (ours, peer) if round_number % 2 == 0 else (peer, ours)
                 for target in order:
-                    ttft, decode, _ = await stream_once(client, target, 200)
+                    _, decode, _ = await stream_once(client, target, 200)
                     record(target, "decode tokens/s", decode)
                     short_ttfts = [(await stream_once(client, target, 1))[0] for _ in range(5)]
                     record(target, "time to first token (ms)", 1000 * statistics.median(short_ttfts))

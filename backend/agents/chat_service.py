@@ -6,7 +6,7 @@ conversation store already carry it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 
 from backend.llm.port import ChatMessage, ChatResult, GenerationOptions, LLMBackend, StreamDelta, join_stream
@@ -30,7 +30,7 @@ class ChatService:
         self._llm = llm
         self._metrics = metrics
 
-    async def stream(self, turn: ChatTurn) -> AsyncIterator[StreamDelta]:
+    async def stream(self, turn: ChatTurn) -> AsyncGenerator[StreamDelta, None]:
         """Stream the answer; closing this iterator stops the generation."""
         options = turn.options if turn.user is None else replace(turn.options, user=turn.user)
         stream = self._llm.stream_chat(turn.model, turn.messages, options)
@@ -41,7 +41,7 @@ class ChatService:
                     self._metrics.prompt_tokens.labels(self._llm.name).inc(delta.usage.prompt_tokens)
                 yield delta
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     async def complete(self, turn: ChatTurn) -> ChatResult:
         return await join_stream(self.stream(turn))

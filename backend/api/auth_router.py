@@ -9,9 +9,9 @@ from pydantic import BaseModel, Field
 
 from backend.api.deps import AuthServiceDep, CurrentUser
 from backend.api.json_body import body_docs, json_body
+from backend.auth.account_errors import ApiKeyNotFound
 from backend.auth.api_keys import KEY_ID_PATTERN
 from backend.auth.auth_service import SignIn
-from backend.storage.api_key_repository import ApiKeyNotFound
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from typing import Annotated, TypeVar
 
 import anyio
@@ -118,7 +118,7 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
 
 
 async def _sse(
-    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncIterator[StreamDelta], metrics: Metrics,
+    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncGenerator[StreamDelta, None], metrics: Metrics,
     recorder: StreamRecorder,
 ) -> AsyncIterator[str]:
     """The SSE body. Runs until done or until the client leaves, which closes `deltas` and stops generation."""
@@ -149,6 +149,6 @@ async def _sse(
         # Stop the generation first, then record what was generated (also when the client left
         # mid-stream); shielded so a cancelled request still finishes both.
         with anyio.CancelScope(shield=True):
-            await deltas.aclose()  # type: ignore[attr-defined]
+            await deltas.aclose()
             await recorder.finish()
         metrics.active_streams.dec()

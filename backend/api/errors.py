@@ -16,8 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.field_paths import param_from_location
 from backend.llm.port import BackendBusy, BackendUnavailable, LLMError, ModelNotFound, UnsupportedRequest
-from backend.service_errors import ServiceError
-from backend.storage.json_store import CorruptJSONFile, JsonStoreError, StoreBusy
+from backend.service_errors import CorruptJSONFile, JsonStoreError, ServiceError, StoreBusy
 
 logger = logging.getLogger(__name__)
 

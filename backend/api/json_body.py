@@ -101,9 +101,9 @@ def reject_invalid_text(payload: Any) -> None:
         elif isinstance(value, dict):
             if not all(_is_valid_text(key) for key in value if isinstance(key, str)):
                 _refuse(path)  # the key itself is not echoed: it cannot be encoded
-            stack.extend((path + (key,), item) for key, item in reversed(value.items()))
+            stack.extend(((*path, key), item) for key, item in reversed(value.items()))
         elif isinstance(value, list):
-            stack.extend((path + (index,), item) for index, item in reversed(list(enumerate(value))))
+            stack.extend(((*path, index), item) for index, item in reversed(list(enumerate(value))))
 
 
 def _is_valid_text(text: str) -> bool:

@@ -209,9 +209,12 @@ class ChatCompletionRequest(_Lenient):
                             param=f"messages[{index}].content",
                             code="unsupported_content",
                         )
-        if self.response_format and self.response_format.type == "json_schema":
-            if not self.response_format.json_schema or self.response_format.json_schema.schema_ is None:
-                raise APIError(400, "response_format.json_schema.schema is required.", param="response_format")
+        if (
+            self.response_format
+            and self.response_format.type == "json_schema"
+            and (not self.response_format.json_schema or self.response_format.json_schema.schema_ is None)
+        ):
+            raise APIError(400, "response_format.json_schema.schema is required.", param="response_format")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {tool.function.name for tool in self.tools or []}
             if self.tool_choice.function.name not in names:

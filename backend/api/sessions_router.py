@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from backend.api.deps import ConversationServiceDep, CurrentUser
 from backend.api.json_body import body_docs, json_body
-from backend.storage.conversation_repository import Conversation
+from backend.conversations.models import Conversation
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/tools", tags=["tools"])
 async def list_tools(registry: ToolRegistryDep, _user: CurrentUser) -> dict[str, Any]:
     """Every tool with its argument schema and whether it can run now (and if not, why)."""
     tools = []
-    for tool in registry.list():
+    for tool in registry.tools():
         status = registry.availability(tool.name)
         tools.append(
             {

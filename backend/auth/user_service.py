@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from backend.auth.admin_bootstrap import forget_initial_password
 from backend.auth.models import USERNAME_PATTERN, Role, User, UserRecord
@@ -25,6 +23,7 @@ from backend.storage.api_key_repository import ApiKeyRepository
 from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.layout import DataLayout
 from backend.storage.timestamps import utc_now_iso
+from backend.storage.user_folders import UserFolders
 from backend.storage.user_repository import UserRepository
 
 logger = logging.getLogger(__name__)
@@ -65,6 +64,7 @@ class UserService:
         self._api_keys = api_keys
         self._conversations = conversations
         self._layout = layout
+        self._folders = UserFolders(layout)
 
     async def list_users(self) -> list[UserRecord]:
         return await self._users.list_all()
@@ -131,19 +131,9 @@ class UserService:
         await self._users.delete(username)
         keys = await self._api_keys.revoke_all_of(username)
         conversations = await self._conversations.delete_all_of(username)
-        folders = [str(folder) for folder in self._layout.user_dirs(username) if await _remove_tree(folder)]
+        folders = [str(folder) for folder in await asyncio.to_thread(self._folders.delete_all, username)]
         logger.warning(
             "Deleted user '%s' with %d API keys, %d conversations and %d folders",
             username, keys, conversations, len(folders),
         )
         return DeletedUser(username, keys, conversations, folders)
-
-
-async def _remove_tree(folder: Path) -> bool:
-    def remove() -> bool:
-        if not folder.exists():
-            return False
-        shutil.rmtree(folder)
-        return True
-
-    return await asyncio.to_thread(remove)

@@ -16,16 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backend.auth.models import User
+from backend.conversations.models import Conversation, SessionNotFound, SessionSummary
 from backend.llm.port import ChatMessage, StreamDelta, ToolCall
-from backend.service_errors import InvalidInput
-from backend.storage.conversation_repository import (
-    Conversation,
-    ConversationRepository,
-    SessionNotFound,
-    SessionSummary,
-    is_valid_session_id,
-)
-from backend.storage.json_store import CorruptJSONFile
+from backend.service_errors import CorruptJSONFile, InvalidInput
+from backend.storage.conversation_repository import ConversationRepository, is_valid_session_id
 from backend.storage.timestamps import utc_now_iso
 
 logger = logging.getLogger(__name__)

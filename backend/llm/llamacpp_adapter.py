@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +144,7 @@ class LlamaCppBackend:
 
     async def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[StreamDelta]:
+    ) -> AsyncGenerator[StreamDelta, None]:
         if model != self.default_model:
             raise ModelNotFound(model)
         self._check_room()  # a full queue is a 503 for everyone, before any one user's share

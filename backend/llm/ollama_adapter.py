@@ -7,7 +7,7 @@ wire wants JSON strings with ids. This adapter converts both ways.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any
 
@@ -99,7 +99,7 @@ class OllamaBackend:
 
     async def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[StreamDelta]:
+    ) -> AsyncGenerator[StreamDelta, None]:
         names_by_call_id = {call.id: call.name for message in messages for call in message.tool_calls}
         wire_messages = [_ollama_message(message, names_by_call_id) for message in messages]
         format_: Any = None

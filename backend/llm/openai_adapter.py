@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import openai
@@ -108,7 +108,7 @@ class OpenAICompatibleBackend:
 
     async def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[StreamDelta]:
+    ) -> AsyncGenerator[StreamDelta, None]:
         calls: dict[int, dict[str, str]] = {}
         usage = Usage(0, 0)
         finish: str | None = None

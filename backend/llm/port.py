@@ -7,7 +7,7 @@ errors defined here, which `api/errors.py` maps to OpenAI error responses.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -156,10 +156,10 @@ class LLMBackend(Protocol):
 
     def stream_chat(
         self, model: str, messages: list[ChatMessage], options: GenerationOptions
-    ) -> AsyncIterator[StreamDelta]:
+    ) -> AsyncGenerator[StreamDelta, None]:
         """Stream the answer; the last delta carries `finish_reason` and `usage`.
 
-        Closing the iterator early (client gone) must stop the generation.
+        A generator, so a caller can `aclose()` it: closing it early (client gone) must stop the generation.
         """
         ...
 

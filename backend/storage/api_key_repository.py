@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from backend.auth.account_errors import ApiKeyNotFound, TooManyApiKeys
 from backend.auth.models import ApiKeyRecord
-from backend.service_errors import Conflict, NotFound
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.record_file import RecordFile
 
 FORMAT_VERSION = 1
 """`user_uid` was added without a version bump: a key stored without it reads as None, as intended."""
-
-
-class ApiKeyNotFound(NotFound):
-    code = "api_key_not_found"
-
-
-class TooManyApiKeys(Conflict):
-    code = "too_many_api_keys"
 
 
 class ApiKeyRepository:

@@ -15,12 +15,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.service_errors import NotFound
-from backend.storage.json_store import CORRUPT_MARKER, CorruptJSONFile, JsonStore
+from backend.conversations.models import Conversation, SessionNotFound, SessionSummary
+from backend.service_errors import CorruptJSONFile
+from backend.storage.json_store import CORRUPT_MARKER, JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.timestamps import utc_now_iso
 
@@ -33,38 +33,12 @@ CACHE_SAFE_AGE_S = 2.0
 """File timestamps tick coarsely (a few ms); a summary is only cached once its file is older than this,
 so a later write always changes the signature it is checked against."""
 
-Conversation = dict[str, Any]
-
-
-class SessionNotFound(NotFound):
-    code = "session_not_found"
-
-
 def is_valid_session_id(session_id: str) -> bool:
     return bool(SESSION_ID_PATTERN.fullmatch(session_id))
 
 
 def _not_found(session_id: str) -> SessionNotFound:
     return SessionNotFound(f"No session with id '{session_id}'.", param="session_id")
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    session_id: str
-    user_id: str
-    title: str
-    created_at: str
-    updated_at: str
-    message_count: int
-
-    def public(self) -> dict[str, object]:
-        return {
-            "session_id": self.session_id,
-            "title": self.title,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "message_count": self.message_count,
-        }
 
 
 def _summary(conversation: Conversation) -> SessionSummary:

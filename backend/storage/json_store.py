@@ -6,7 +6,8 @@ is flushed and fsynced, then `os.replace`d over the target and the folder is fsy
 the old file or the new one, never half of one. Every read-modify-write holds a per-file lock
 (`filelock`, an OS-level `flock`) that excludes other threads *and* other processes. A file that
 does not parse is never silently replaced by an empty one: it is moved aside to
-`<name>.corrupt-<time>`, logged as an error, and reported with `CorruptJSONFile`.
+`<name>.corrupt-<time>`, logged as an error, and reported with `CorruptJSONFile` (which, like the
+store's other failures, lives in `service_errors` so that routes never import storage).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
+from backend.service_errors import CorruptJSONFile, OutsideDataDir, StoreBusy
 from backend.storage.private_paths import PRIVATE_FILE_MODE, make_private_dirs
 
 logger = logging.getLogger(__name__)
@@ -39,28 +41,6 @@ TEMP_SUFFIX = ".tmp"
 CORRUPT_MARKER = ".corrupt-"
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 STALE_TEMP_AGE_S = 3600.0
-
-
-class JsonStoreError(Exception):
-    """Base of the errors raised by the JSON store."""
-
-
-class CorruptJSONFile(JsonStoreError):
-    """A file did not parse; it has been moved aside to `quarantined_to` and left there for inspection."""
-
-    def __init__(self, path: Path, quarantined_to: Path, reason: str) -> None:
-        super().__init__(f"{path} was not valid JSON ({reason}); moved aside to {quarantined_to.name}")
-        self.path = path
-        self.quarantined_to = quarantined_to
-        self.reason = reason
-
-
-class StoreBusy(JsonStoreError):
-    """The file's lock could not be taken in time (another writer holds it for too long)."""
-
-
-class OutsideDataDir(JsonStoreError):
-    """A path that does not lie inside the store's root: refused before touching the disk."""
 
 
 def _fsync_folder(folder: Path) -> None:

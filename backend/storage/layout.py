@@ -1,6 +1,7 @@
 """Where everything lives under DATA_DIR. Every path built from user input is validated first.
 
-Folders here are created with `private_paths.make_private_dirs` (0700) and files written 0600, like the JSON store's.
+Folders here are created with `private_paths.make_private_dirs` (0700) and files written 0600, like the JSON store's;
+a user's own folders are created, listed and deleted through `user_folders.UserFolders`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class DataLayout:
     def conversation_file(self, session_id: str) -> Path:
         return self.conversations_dir / f"{safe_name(session_id, 'session id')}.json"
 
+    # A user's own folders; their kinds and lifecycle are `user_folders.UserFolders`'.
     def user_files_dir(self, username: str) -> Path:
         """Uploaded documents of one user."""
         return self.root / "files" / safe_name(username, "username")
@@ -62,7 +64,3 @@ class DataLayout:
     def user_cache_dir(self, username: str) -> Path:
         """Data derived from one user's files and rebuilt on demand (e.g. SQL tables made from their CSVs)."""
         return self.root / "cache" / safe_name(username, "username")
-
-    def user_dirs(self, username: str) -> list[Path]:
-        """Every folder that holds data of one user, for deletion."""
-        return [self.user_files_dir(username), self.user_vectors_dir(username), self.user_cache_dir(username)]

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from backend.auth.account_errors import LastAdmin, UserExists, UserNotFound
 from backend.auth.models import User, UserRecord
-from backend.service_errors import Conflict, NotFound
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.record_file import RecordFile
@@ -19,20 +19,6 @@ FORMAT_VERSION = 2
 """2: every record has a `uid`. Version 1 files are upgraded on first read, each account getting one."""
 
 T = TypeVar("T")
-
-
-class UserExists(Conflict):
-    code = "user_exists"
-
-
-class UserNotFound(NotFound):
-    code = "user_not_found"
-
-
-class LastAdmin(Conflict):
-    """Refused: the change would leave no enabled admin, and nobody could manage the server."""
-
-    code = "last_admin"
 
 
 def _enabled_admins(records: dict[str, UserRecord]) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel
 
 from backend.auth.models import User
 from backend.config import Settings
+
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+"""A tool's argument model: the registry validates into it, so `run` receives exactly this type."""
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,14 @@ class ToolContext:
 
 
 @runtime_checkable
-class Tool(Protocol):
+class Tool(Protocol[ArgsT]):
+    """A tool over its argument model; the registry holds `Tool[Any]` and hands each its own model's instance."""
+
     name: str
     description: str
     """Written for the model: what the tool does and when to use it."""
-    args_model: type[BaseModel]
+    args_model: type[ArgsT]
 
     def availability(self) -> Availability: ...
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult: ...
+    async def run(self, args: ArgsT, context: ToolContext) -> ToolResult: ...

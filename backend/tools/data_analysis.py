@@ -241,7 +241,7 @@ class DataAnalysisTool:
         "mean and median; for each text field the number of distinct values and the most frequent ones. "
         "Nested JSON fields appear as dotted paths such as `order.total`."
     )
-    args_model: type[BaseModel] = DataAnalysisArgs
+    args_model = DataAnalysisArgs
 
     def __init__(self) -> None:
         self._threads = ToolThreadPool("data_analysis", THREADS, PER_USER, "data analyses")
@@ -249,9 +249,8 @@ class DataAnalysisTool:
     def availability(self) -> Availability:
         return Availability(True)
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: DataAnalysisArgs, context: ToolContext) -> ToolResult:
         """Raises `TooManyRequests` when the user already has an analysis in progress."""
-        assert isinstance(args, DataAnalysisArgs)
         try:
             report = await self._threads.run(context.user.username, analyse, args.data, args.format)
         except InvalidData as error:

@@ -27,7 +27,7 @@ class RagRetrievalTool:
         "Search the user's own uploaded documents (PDF, text, notes) and return the most relevant passages "
         "with file name and page. Use it when the question is about the user's files or documents."
     )
-    args_model: type[BaseModel] = RagRetrievalArgs
+    args_model = RagRetrievalArgs
 
     def __init__(self, retriever: DocumentRetriever | None = None) -> None:
         self._retriever = retriever
@@ -37,8 +37,7 @@ class RagRetrievalTool:
             return Availability(False, NO_RETRIEVER)
         return Availability(True)
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
-        assert isinstance(args, RagRetrievalArgs)
+    async def run(self, args: RagRetrievalArgs, context: ToolContext) -> ToolResult:
         if self._retriever is None:
             return ToolResult.failure(f"rag_retrieval is unavailable: {NO_RETRIEVER}")
         chunks = await self._retriever.search(context.user.username, args.query, args.top_k)

@@ -9,7 +9,6 @@ keeping host paths out of everything a tool answers.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import logging
 import math
 import re
@@ -26,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from backend.field_paths import field_path
 from backend.service_errors import TooManyRequests
-from backend.tools.base import Availability, Tool, ToolContext, ToolResult
+from backend.tools.base import ArgsT, Availability, Tool, ToolContext, ToolResult
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class InvalidToolArguments(ToolError):
         super().__init__(f"Invalid value for {where} of tool '{tool}': {message}")
 
 
-def validate_arguments(tool: Tool, raw_args: object) -> BaseModel:
+def validate_arguments(tool: Tool[ArgsT], raw_args: object) -> ArgsT:
     """Validate against the tool's model, refusing unknown names so a misspelt argument is never ignored."""
     if not isinstance(raw_args, dict):
         raise InvalidToolArguments(tool.name, None, "expected a JSON object of named arguments")
@@ -164,19 +163,20 @@ class ToolRegistry:
 
     def __init__(self, timeout_s: float, *, data_dir: Path | None = None) -> None:
         """`data_dir` is kept out of availability reasons; results are redacted with the caller's own."""
-        self._tools: dict[str, Tool] = {}
+        self._tools: dict[str, Tool[Any]] = {}
         self._timeout_s = timeout_s
         self._data_dir = data_dir
 
-    def register(self, tool: Tool) -> None:
+    def register(self, tool: Tool[Any]) -> None:
         if tool.name in self._tools:
             raise ValueError(f"A tool named '{tool.name}' is already registered.")
         self._tools[tool.name] = tool
 
-    def list(self) -> builtins.list[Tool]:
+    def tools(self) -> list[Tool[Any]]:
+        """Every registered tool, in the order of registration."""
         return list(self._tools.values())
 
-    def get(self, name: str) -> Tool:
+    def get(self, name: str) -> Tool[Any]:
         try:
             return self._tools[name]
         except KeyError:
@@ -241,9 +241,9 @@ class ToolRegistry:
         logger.debug("Tool %s ran in %.3f s (ok=%s)", name, time.monotonic() - started, result.ok)
         return redactor.result(result)
 
-    def openai_tool_specs(self, *, only_available: bool = True) -> builtins.list[dict[str, Any]]:
+    def openai_tool_specs(self, *, only_available: bool = True) -> list[dict[str, Any]]:
         """OpenAI function specs for native tool calls; unavailable tools are left out by default."""
-        specs: builtins.list[dict[str, Any]] = []
+        specs: list[dict[str, Any]] = []
         for tool in self._tools.values():
             if only_available and not self.availability(tool.name).available:
                 continue
@@ -261,13 +261,13 @@ class ToolRegistry:
 
     def as_langchain_tools(
         self, context: ToolContext, *, only_available: bool = True
-    ) -> builtins.list[StructuredTool]:
+    ) -> list[StructuredTool]:
         """langchain-core tools bound to one user's context; each call goes through `invoke`.
 
         The content is the text for the model and the artifact the whole `ToolResult`, so a graph's
         tool node keeps sources and structured data next to the observation.
         """
-        tools: builtins.list[StructuredTool] = []
+        tools: list[StructuredTool] = []
         for tool in self._tools.values():
             if only_available and not self.availability(tool.name).available:
                 continue

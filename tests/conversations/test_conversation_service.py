@@ -17,9 +17,10 @@ from backend.conversations.conversation_service import (
     new_session_id,
     title_from,
 )
+from backend.conversations.models import SessionNotFound
 from backend.llm.port import ChatMessage, StreamDelta, ToolCall
 from backend.service_errors import InvalidInput
-from backend.storage.conversation_repository import ConversationRepository, SessionNotFound
+from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.user_repository import UserRepository

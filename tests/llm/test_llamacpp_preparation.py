@@ -68,5 +68,5 @@ async def test_one_user_past_their_share_is_refused_and_others_are_not(backend: 
     assert caught.value.code == "per_user_limit" and caught.value.headers["Retry-After"] == "2"
     other = asyncio.create_task(join_stream(backend.stream_chat(
         backend.default_model, hi, GenerationOptions(max_tokens=2, user="bob"))))
-    await first.aclose()  # type: ignore[attr-defined]
+    await first.aclose()
     assert (await asyncio.wait_for(other, 30)).usage.completion_tokens >= 1

@@ -132,7 +132,7 @@ def test_the_worst_schemas_the_limits_allow_compile_in_well_under_a_second(compi
 def test_a_grammar_llama_cpp_refuses_is_a_bad_request_not_a_crash(compiler: GrammarCompiler) -> None:
     schema = {"type": "string", "pattern": "^(a|)+$"}  # within the limits, but left-recursive in GBNF
     check_schema(schema, param="response_format", limits=compiler.limits)
-    with pytest.raises(UnsupportedRequest, match="llama.cpp cannot use") as caught:
+    with pytest.raises(UnsupportedRequest, match=r"llama\.cpp cannot use") as caught:
         compiler.build(_plan(schema))
     assert caught.value.param == "response_format"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.storage.conversation_repository import Conversation, ConversationRepository, SessionNotFound
+from backend.conversations.models import Conversation, SessionNotFound
+from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from backend.storage.json_store import CorruptJSONFile, JsonStore, OutsideDataDir
+from backend.service_errors import CorruptJSONFile, OutsideDataDir
+from backend.storage.json_store import JsonStore
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -110,9 +111,8 @@ def test_corrupt_file_is_quarantined_logged_and_reported(tmp_path: Path, caplog:
     path = tmp_path / "doc.json"
     garbage = b'{"messages": [{"role": "user", "content": "half'
     path.write_bytes(garbage)
-    with caplog.at_level(logging.ERROR, logger="backend.storage.json_store"):
-        with pytest.raises(CorruptJSONFile) as caught:
-            store.load(path, dict)
+    with caplog.at_level(logging.ERROR, logger="backend.storage.json_store"), pytest.raises(CorruptJSONFile) as caught:
+        store.load(path, dict)
     quarantined = caught.value.quarantined_to
     assert quarantined.name.startswith("doc.json.corrupt-")
     assert quarantined.read_bytes() == garbage  # kept byte for byte, never replaced by an empty file

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.storage.conversation_repository import Conversation, ConversationRepository
+from backend.conversations.models import Conversation
+from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from backend.auth.account_errors import LastAdmin, UserExists, UserNotFound
 from backend.auth.models import UserRecord
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
-from backend.storage.user_repository import LastAdmin, UserExists, UserNotFound, UserRepository
+from backend.storage.user_repository import UserRepository
 
 
 def _record(username: str, role: str = "user") -> UserRecord:

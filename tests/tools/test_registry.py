@@ -34,7 +34,7 @@ class EchoTool:
 
     name = "echo"
     description = "Echo the text."
-    args_model: type[BaseModel] = EchoArgs
+    args_model = EchoArgs
 
     def __init__(self) -> None:
         self.calls: list[tuple[EchoArgs, str]] = []
@@ -42,8 +42,7 @@ class EchoTool:
     def availability(self) -> Availability:
         return Availability(True)
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
-        assert isinstance(args, EchoArgs)
+    async def run(self, args: EchoArgs, context: ToolContext) -> ToolResult:
         self.calls.append((args, context.user.username))
         return ToolResult(
             ok=True, text=" ".join([args.text] * args.times), data={"user": context.user.username},
@@ -58,7 +57,7 @@ class SlowTool(EchoTool):
         super().__init__()
         self.cancelled = False
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: EchoArgs, context: ToolContext) -> ToolResult:
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
@@ -70,7 +69,7 @@ class SlowTool(EchoTool):
 class BrokenTool(EchoTool):
     name = "broken"
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: EchoArgs, context: ToolContext) -> ToolResult:
         raise RuntimeError("disk on fire")
 
 
@@ -84,7 +83,7 @@ class CrowdedTool(EchoTool):
         self.share = PerUserLimit("crowded runs", 1, retry_after_s=3)
         self.release = asyncio.Event()
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: EchoArgs, context: ToolContext) -> ToolResult:
         with self.share.hold(context.user.username):
             await self.release.wait()
         return ToolResult(ok=True, text=f"done for {context.user.username}")
@@ -95,7 +94,7 @@ class PathLeakingTool(EchoTool):
 
     name = "path_leak"
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: EchoArgs, context: ToolContext) -> ToolResult:
         data_dir = context.settings.data_dir.resolve()
         secret = data_dir / "secret_key"
         return ToolResult(
@@ -126,7 +125,7 @@ class NonFiniteTool(EchoTool):
 
     name = "non_finite"
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: EchoArgs, context: ToolContext) -> ToolResult:
         data = {"big": math.inf, "rows": [[1.5, -math.inf], (math.nan, 2)], "text": "inf", "none": None}
         return ToolResult(ok=True, text="odd numbers", data=data,
                           sources=[Source(title="s", metadata={"score": math.nan, "page": 3})])
@@ -141,9 +140,18 @@ class NestedArgs(BaseModel):
     rows: list[Row] = Field(default_factory=list, description="Rows.")
 
 
-class NestedTool(EchoTool):
+class NestedTool:
+    """Arguments with nested models, for the paths validation errors name."""
+
     name = "nested"
-    args_model: type[BaseModel] = NestedArgs
+    description = "Takes nested arguments."
+    args_model = NestedArgs
+
+    def availability(self) -> Availability:
+        return Availability(True)
+
+    async def run(self, args: NestedArgs, context: ToolContext) -> ToolResult:
+        return ToolResult(ok=True, text=args.query)
 
 
 @pytest.fixture
@@ -431,12 +439,12 @@ async def test_langchain_tool_failure_is_an_observation_not_an_exception(registr
 async def test_catalog_registers_the_local_tools_each_implementing_the_protocol(tmp_path: Path) -> None:
     registry = build_tool_registry(load_settings(data_dir=tmp_path))
     try:
-        names = [tool.name for tool in registry.list()]
+        names = [tool.name for tool in registry.tools()]
         assert sorted(names) == [
             "data_analysis", "math_calc", "python_code", "rag_retrieval", "sql_query", "weather", "web_search",
             "wikipedia",
         ]
-        assert all(isinstance(tool, Tool) for tool in registry.list())
+        assert all(isinstance(tool, Tool) for tool in registry.tools())
         rag = registry.availability("rag_retrieval")
         assert (rag.available, rag.reason) == (False, "document retrieval lands with the RAG issue")
         assert registry.availability("data_analysis").available

@@ -2,8 +2,8 @@
 and the wrapper that turns a failure into `unavailable: <reason>` and remembers it for `GET /api/tools`.
 
 An internet tool writes only `ask` (question in, `ToolResult` out, `ServiceUnavailable` when the service
-gives no usable answer); narrowing the arguments, logging, the failure memory and the answer the model
-reads on failure are the same for all of them and live here once.
+gives no usable answer); logging, the failure memory and the answer the model reads on failure are the
+same for all of them and live here once.
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic
 
 import httpx
-from pydantic import BaseModel
 
 from backend.config import Settings
 from backend.redaction import display_host
-from backend.tools.base import Availability, ToolContext, ToolResult
+from backend.tools.base import ArgsT, Availability, ToolContext, ToolResult
 from backend.tools.internet.failure_memory import LastFailure
 
 logger = logging.getLogger(__name__)
-
-ArgsT = TypeVar("ArgsT", bound=BaseModel)
-
 
 class ServiceUnavailable(Exception):
     """An internet service gave no usable answer; `str(error)` is the reason shown after "unavailable: "."""
@@ -87,19 +83,17 @@ class InternetTool(ABC, Generic[ArgsT]):
         self.name = name
         self.description = description
         """Written for the model: what the tool does and when to use it."""
-        self.args_model: type[BaseModel] = args_model
-        """What the registry validates the arguments with (`Tool` knows only `BaseModel`, hence the twin below)."""
-        self._args_type = args_model
+        self.args_model = args_model
+        """What the registry validates the arguments with; `run` receives an instance of it."""
         self._settings = settings
         self._last_failure = LastFailure()
 
     def availability(self) -> Availability:
         return self._last_failure.availability()
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
-        request = args if isinstance(args, self._args_type) else self._args_type.model_validate(args.model_dump())
+    async def run(self, args: ArgsT, context: ToolContext) -> ToolResult:
         try:
-            result = await self.ask(request, Budget.start(self._settings))
+            result = await self.ask(args, Budget.start(self._settings))
         except ServiceUnavailable as error:
             logger.warning("%s failed: %s", self.name, error)
             self._last_failure.failed(str(error))

@@ -188,7 +188,7 @@ class MathCalcTool:
         "derivatives, integrals (definite and indefinite), limits, series and numeric values. "
         "Use it for any calculation instead of doing arithmetic yourself."
     )
-    args_model: type[BaseModel] = MathCalcArgs
+    args_model = MathCalcArgs
 
     def __init__(self, settings: Settings) -> None:
         self._timeout_s = settings.math_timeout_s
@@ -201,9 +201,8 @@ class MathCalcTool:
             return Availability(False, f"the maths engine is incomplete: {', '.join(missing)} missing")
         return Availability(True)
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: MathCalcArgs, context: ToolContext) -> ToolResult:
         """Raises `TooManyRequests` when the user already has `MATH_MAX_PER_USER` computations in progress."""
-        assert isinstance(args, MathCalcArgs)
         request = {"expression": args.expression, "operation": args.operation}
         try:
             # Held while waiting for a worker too: a user's queued calls count against their share.

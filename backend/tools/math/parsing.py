@@ -85,7 +85,10 @@ def check_tokens(text: str) -> None:
         raise MathError(f"'{value}' is not allowed in an expression")
 
 
-_SPELLINGS = (("×", "*"), ("·", "*"), ("÷", "/"), ("−", "-"), ("²", "^2"), ("³", "^3"), ("π", "pi"), ("∞", "oo"))
+_SPELLINGS = (
+    ("×", "*"), ("·", "*"), ("÷", "/"), ("−", "-"),  # noqa: RUF001 - the look-alikes users type are the point
+    ("²", "^2"), ("³", "^3"), ("π", "pi"), ("∞", "oo"),
+)
 
 
 def normalise(text: str) -> str:

@@ -187,14 +187,14 @@ class Isolation:
             argv += ["--setenv", name, value]
         python = [self.view.python, "-I", "-c", launcher, json.dumps(config)]
         if self.mode == "bwrap-userns":
-            return argv + ["--", *python]
+            return [*argv, "--", *python]
         assert self.setpriv
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
         drop = [
             self.setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
         ]
-        return argv + ["--", *drop, *python]
+        return [*argv, "--", *drop, *python]
 
 
 SANDBOX_ENV = {

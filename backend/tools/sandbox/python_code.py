@@ -73,7 +73,7 @@ class PythonCodeTool:
         "Use it for calculations, data processing or checking code. It has no network and no access to "
         "the user's files; print the results you need."
     )
-    args_model: type[BaseModel] = PythonCodeArgs
+    args_model = PythonCodeArgs
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -132,9 +132,8 @@ class PythonCodeTool:
             return Availability(False, f"no sandbox can be set up: {self._reason}")
         return Availability(True, self._reason)
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: PythonCodeArgs, context: ToolContext) -> ToolResult:
         """Raises `TooManyRequests` when the user already has `SANDBOX_MAX_RUNS_PER_USER` runs in progress."""
-        assert isinstance(args, PythonCodeArgs)
         if not self.availability().available or self._isolation is None or self._uids is None:
             return ToolResult.failure(f"python_code is unavailable: {self._reason}")
         with self._per_user.hold(context.user.username):

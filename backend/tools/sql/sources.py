@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.storage.layout import SAMPLES_DIR, DataLayout
-from backend.storage.private_paths import make_private_dirs
+from backend.storage.user_folders import UserFolders
 from backend.tools.csv_table import CellValue, CsvTable, InvalidCsv, cell_value
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,8 @@ def _is_sqlite(path: Path) -> bool:
 
 def gather(data_dir: Path, username: str) -> UserDatabase:
     """Find the user's files and make sure the CSV cache matches them (blocking: call off the loop)."""
-    layout = DataLayout(data_dir)
-    files_dir = layout.user_files_dir(username)
+    folders = UserFolders(DataLayout(data_dir))
+    files_dir = folders.path(username, "files")
     notes: list[str] = []
     attachments = [Attachment("sample", SAMPLE_DB)] if SAMPLE_DB.is_file() else []
     if not attachments:
@@ -92,7 +92,7 @@ def gather(data_dir: Path, username: str) -> UserDatabase:
         else:
             attachments.append(Attachment(identifier(path.stem, taken), path))
     csvs = [p for p in files if p.suffix.lower() == ".csv"]
-    main = csv_cache(layout.user_cache_dir(username) / "sql", csvs, notes) if csvs else None
+    main = csv_cache(folders.create(username, "cache", "sql"), csvs, notes) if csvs else None
     return UserDatabase(main=main, attachments=attachments, notes=notes)
 
 
@@ -105,11 +105,10 @@ def fingerprint(csvs: list[Path]) -> str:
 
 
 def csv_cache(cache_dir: Path, csvs: list[Path], notes: list[str]) -> Path | None:
-    """The cache database for exactly these CSVs, built if missing; stale ones are removed.
+    """The cache database for exactly these CSVs, built in `cache_dir` if missing; stale ones are removed.
 
     What was left out while building is kept beside it (`.notes.json`), so a cached answer reports it too.
     """
-    make_private_dirs(cache_dir)  # cache/{user}/sql: 0700 like everything under DATA_DIR
     stem = f"csv-{fingerprint(csvs)}"
     target, notes_file = cache_dir / f"{stem}.sqlite", cache_dir / f"{stem}.notes.json"
     if target.is_file() and notes_file.is_file():

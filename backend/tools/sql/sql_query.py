@@ -186,7 +186,7 @@ class SqlQueryTool:
         "products(id, name, category, price), orders(id, customer_id, order_date, status) and "
         "order_items(order_id, product_id, quantity, unit_price). Send `.schema` to list all tables."
     )
-    args_model: type[BaseModel] = SqlQueryArgs
+    args_model = SqlQueryArgs
 
     def __init__(self, settings: Settings) -> None:
         self._timeout_s = settings.sql_timeout_s
@@ -198,9 +198,8 @@ class SqlQueryTool:
     def availability(self) -> Availability:
         return Availability(True)
 
-    async def run(self, args: BaseModel, context: ToolContext) -> ToolResult:
+    async def run(self, args: SqlQueryArgs, context: ToolContext) -> ToolResult:
         """Raises `TooManyRequests` when the user already has `SQL_MAX_PER_USER` queries in progress."""
-        assert isinstance(args, SqlQueryArgs)
         return await self._threads.run(context.user.username, self._run, args.query, context)
 
     async def aclose(self) -> None:

@@ -13,6 +13,7 @@ from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.tools.base import Availability, Tool, ToolContext, ToolResult
 from backend.tools.internet.service_call import Budget, InternetTool, ServiceUnavailable, describe_failure
+from backend.tools.registry import ToolRegistry
 
 URL = "http://user:s3cret@search.local:8888/search/tok3n?key=k3y"
 REQUEST = httpx.Request("GET", URL)
@@ -53,9 +54,11 @@ class ScriptedTool(InternetTool[EchoArgs]):
         super().__init__(settings, "scripted", "Echoes its text unless the script says the service is down.", EchoArgs)
         self.failure: str | None = None
         self.budgets: list[Budget] = []
+        self.requests: list[EchoArgs] = []
 
     async def ask(self, request: EchoArgs, budget: Budget) -> ToolResult:
         self.budgets.append(budget)
+        self.requests.append(request)
         if self.failure:
             raise ServiceUnavailable(self.failure)
         return ToolResult(ok=True, text=request.text)
@@ -82,14 +85,16 @@ async def test_a_service_failure_is_answered_as_unavailable_and_remembered_until
     assert [budget.seconds for budget in tool.budgets] == [4.0, 4.0]
 
 
-async def test_arguments_of_another_model_are_validated_into_the_tools_own(tmp_path: Path) -> None:
-    class Relayed(BaseModel):
-        text: str
-
+async def test_through_the_registry_the_service_is_asked_with_the_tools_own_argument_model(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path)
-    result = await ScriptedTool(settings).run(Relayed(text="relayed"), ToolContext(User("alice"), settings))
+    tool = ScriptedTool(settings)
+    registry = ToolRegistry(timeout_s=5)
+    registry.register(tool)
+
+    result = await registry.invoke("scripted", {"text": "relayed"}, ToolContext(User("alice"), settings))
 
     assert result == ToolResult(ok=True, text="relayed")
+    assert tool.requests == [EchoArgs(text="relayed")]  # pydantic equality compares the model class too
 
 
 async def test_the_budget_keeps_a_tenth_of_the_tool_timeout_back_for_the_specific_reason(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from backend.tools.math.math_calc import MathCalcArgs, MathCalcTool
         ("2^10", "evaluate", "1024"),
         ("1/3 + 1/6", "evaluate", "1/2"),
         ("10!", "evaluate", "3628800"),
-        ("7 × 6", "evaluate", "42"),
+        ("7 × 6", "evaluate", "42"),  # noqa: RUF001 - the multiplication sign users type is the case tested
         ("17 mod 5", "evaluate", "2"),
         ("integrate x^2 from 0 to 3", "integrate", "9"),
         ("integral of sin(x) from 0 to pi", "integrate", "2"),
