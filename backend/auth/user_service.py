@@ -1,7 +1,8 @@
 """Account management: create, change and delete users (admin routes and self sign-up).
 
 Deleting a user removes everything of theirs: the account first (so their credentials stop
-working at once), then their API keys, conversations and per-user folders (files, vectors).
+working at once), then their API keys, conversations, documents (with their vectors and keyword
+entries, which may live outside DATA_DIR in a Chroma server) and per-user folders.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from backend.auth.models import USERNAME_PATTERN, Role, User, UserRecord
 from backend.auth.passwords import check_policy, hash_password
@@ -30,12 +32,19 @@ class OwnAccountProtected(Conflict):
     code = "own_account"
 
 
+class UserDocuments(Protocol):
+    """What the document service offers account deletion (kept as a port: accounts do not import RAG)."""
+
+    async def delete_all_of(self, username: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class DeletedUser:
     username: str
     api_keys: int
     conversations: int
     folders: list[str]
+    documents: int = 0
 
 
 def check_username(username: str) -> str:
@@ -54,11 +63,13 @@ class UserService:
         api_keys: ApiKeyRepository,
         conversations: ConversationRepository,
         layout: DataLayout,
+        documents: UserDocuments | None = None,
     ) -> None:
         self._users = users
         self._api_keys = api_keys
         self._conversations = conversations
         self._layout = layout
+        self._documents = documents
 
     async def list_users(self) -> list[UserRecord]:
         return await self._users.list_all()
@@ -112,12 +123,13 @@ class UserService:
         await self._users.delete(username)
         keys = await self._api_keys.revoke_all_of(username)
         conversations = await self._conversations.delete_all_of(username)
+        documents = await self._documents.delete_all_of(username) if self._documents else 0
         folders = [str(folder) for folder in self._layout.user_dirs(username) if await _remove_tree(folder)]
         logger.warning(
-            "Deleted user '%s' with %d API keys, %d conversations and %d folders",
-            username, keys, conversations, len(folders),
+            "Deleted user '%s' with %d API keys, %d conversations, %d documents and %d folders",
+            username, keys, conversations, documents, len(folders),
         )
-        return DeletedUser(username, keys, conversations, folders)
+        return DeletedUser(username, keys, conversations, folders, documents)
 
 
 async def _remove_tree(folder: Path) -> bool:
