@@ -13,6 +13,8 @@ from backend.api import (
     admin_router,
     auth_router,
     chat_router,
+    embeddings_router,
+    files_router,
     health_router,
     models_router,
     sessions_router,
@@ -69,10 +71,12 @@ def create_app(settings: Settings) -> FastAPI:
     signed_in_v1 = [Depends(get_rate_limited_user)]
     app.include_router(models_router.router, dependencies=signed_in_v1)
     app.include_router(chat_router.router, dependencies=signed_in_v1)
+    app.include_router(embeddings_router.router, dependencies=signed_in_v1)
     app.include_router(auth_router.router)
     app.include_router(admin_router.router)
     app.include_router(sessions_router.router)
     app.include_router(tools_router.router)
+    app.include_router(files_router.router)
     return app
 
 

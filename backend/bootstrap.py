@@ -19,8 +19,14 @@ from backend.conversations.conversation_service import ConversationService
 from backend.llm.factory import build_llm_backend
 from backend.llm.port import LLMBackend
 from backend.metrics import Metrics
+from backend.per_user_limits import PerUserLimit
+from backend.rag.document_service import DocumentService, DocumentSettings
+from backend.rag.embeddings_service import EmbeddingLimits, EmbeddingsService
+from backend.rag.factory import RagComponents, build_rag_components
+from backend.rag.parsing import DocumentParser, ParseLimits
 from backend.storage.api_key_repository import ApiKeyRepository
 from backend.storage.conversation_repository import ConversationRepository
+from backend.storage.document_repository import DocumentRepository
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 from backend.storage.private_paths import make_private_data_dir
@@ -45,19 +51,26 @@ class Services:
     rate_limiter: RequestRateLimiter
     layout: DataLayout
     tools: ToolRegistry
+    rag: RagComponents
+    documents: DocumentService
+    embeddings: EmbeddingsService
 
     async def aclose(self) -> None:
         await self.tools.aclose()
+        await self.rag.aclose()
         await self.llm.aclose()
 
 
 async def build_services(settings: Settings, metrics: Metrics) -> Services:
     await asyncio.to_thread(make_private_data_dir, settings.data_dir)
-    accounts = await _build_accounts(settings)
+    rag = await build_rag_components(settings)
+    documents = build_document_service(settings, rag)
+    accounts = await _build_accounts(settings, documents)
+    await documents.repair(accounts.account_exists)
     llm = await build_llm_backend(settings, metrics)
     health = await llm.health()
     logger.info("LLM backend: %s, model %s (%s)", llm.name, llm.default_model, "ready" if health.ok else health.detail)
-    tools = build_tool_registry(settings)
+    tools = build_tool_registry(settings, rag.retriever)
     await tools.warm_up()
     for tool in tools.tools():
         status = tools.availability(tool.name)
@@ -65,7 +78,37 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     return Services(
         settings=settings, metrics=metrics, llm=llm, chat=ChatService(llm, metrics),
         auth=accounts.auth, users=accounts.users, conversations=accounts.conversations,
-        rate_limiter=accounts.rate_limiter, layout=accounts.layout, tools=tools,
+        rate_limiter=accounts.rate_limiter, layout=accounts.layout, tools=tools, rag=rag, documents=documents,
+        embeddings=build_embeddings_service(settings, rag),
+    )
+
+
+def build_embeddings_service(settings: Settings, rag: RagComponents) -> EmbeddingsService:
+    """POST /v1/embeddings on the same embedder as the documents, within its own bounds."""
+    return EmbeddingsService(rag.embedder, EmbeddingLimits(
+        max_inputs=settings.embeddings_max_inputs, max_input_chars=settings.embeddings_max_input_chars,
+        max_total_chars=settings.embeddings_max_total_chars, per_user=settings.embeddings_per_user,
+    ))
+
+
+def build_document_service(settings: Settings, rag: RagComponents) -> DocumentService:
+    """Uploads and documents of every user, on the RAG components' embedder, vector store and keyword index."""
+    layout = DataLayout(settings.data_dir)
+    parser = DocumentParser(
+        ParseLimits(
+            timeout_s=settings.parse_timeout_s, memory_mb=settings.parse_memory_mb,
+            max_chars=settings.max_document_chars, group_chars=settings.chunk_size,
+        ),
+        max_workers=settings.parse_max_workers,
+    )
+    return DocumentService(
+        repository=DocumentRepository(JsonStore(settings.data_dir), layout), parser=parser,
+        embedder=rag.embedder, vector_store=rag.vector_store, keyword_index=rag.keyword_index, layout=layout,
+        settings=DocumentSettings(
+            chunk_size=settings.chunk_size, chunk_overlap=settings.chunk_overlap,
+            max_documents_per_user=settings.max_documents_per_user,
+        ),
+        ingestions=PerUserLimit("document uploads", settings.max_ingestions_per_user),
     )
 
 
@@ -76,16 +119,20 @@ class _Accounts:
     conversations: ConversationService
     rate_limiter: RequestRateLimiter
     layout: DataLayout
+    user_repository: UserRepository
+
+    async def account_exists(self, username: str) -> bool:
+        return await self.user_repository.get(username) is not None
 
 
-async def _build_accounts(settings: Settings) -> _Accounts:
+async def _build_accounts(settings: Settings, documents: DocumentService) -> _Accounts:
     """Storage, accounts and conversations; creates the secret key and the first admin on first start."""
     layout = DataLayout(settings.data_dir)
     store = JsonStore(settings.data_dir)
     secret_key = await asyncio.to_thread(
         load_or_create_secret_key, settings.secret_key, layout.secret_key_file, store
     )
-    for folder in (layout.users_file.parent, layout.conversations_dir):
+    for folder in (layout.users_file.parent, layout.conversations_dir, layout.incoming_uploads_dir):
         await asyncio.to_thread(store.sweep_stale_temp_files, folder)
     user_repository = UserRepository(store, layout)
     api_key_repository = ApiKeyRepository(store, layout)
@@ -93,7 +140,7 @@ async def _build_accounts(settings: Settings) -> _Accounts:
     await bootstrap_admin(
         user_repository, settings.admin_username, settings.admin_password, layout.initial_admin_password_file
     )
-    users = UserService(user_repository, api_key_repository, conversation_repository, layout)
+    users = UserService(user_repository, api_key_repository, conversation_repository, layout, documents)
     auth = AuthService(
         user_repository, api_key_repository, users,
         TokenCodec(secret_key, settings.jwt_expiration_hours * 3600),
@@ -107,5 +154,5 @@ async def _build_accounts(settings: Settings) -> _Accounts:
     )
     return _Accounts(
         auth=auth, users=users, conversations=ConversationService(conversation_repository, user_repository),
-        rate_limiter=RequestRateLimiter(settings.rate_limit_rpm), layout=layout,
+        rate_limiter=RequestRateLimiter(settings.rate_limit_rpm), layout=layout, user_repository=user_repository,
     )

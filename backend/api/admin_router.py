@@ -64,6 +64,7 @@ async def delete_user(username: str, admin: AdminUser, users: UserServiceDep) ->
         "username": deleted.username,
         "deleted": True,
         "removed": {
-            "api_keys": deleted.api_keys, "conversations": deleted.conversations, "folders": len(deleted.folders),
+            "api_keys": deleted.api_keys, "conversations": deleted.conversations, "documents": deleted.documents,
+            "folders": len(deleted.folders),
         },
     }

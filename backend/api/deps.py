@@ -16,6 +16,9 @@ from backend.config import Settings
 from backend.conversations.conversation_service import ConversationService
 from backend.llm.port import LLMBackend
 from backend.metrics import Metrics
+from backend.rag.document_service import DocumentService
+from backend.rag.embeddings_service import EmbeddingsService
+from backend.rag.ports import Embedder
 from backend.service_errors import Forbidden, TooManyRequests
 from backend.tools.registry import ToolRegistry
 
@@ -72,6 +75,25 @@ def get_tool_registry(services: ServicesDep) -> ToolRegistry:
 
 
 ToolRegistryDep = Annotated[ToolRegistry, Depends(get_tool_registry)]
+
+
+def get_embedder(services: ServicesDep) -> Embedder:
+    return services.rag.embedder
+
+
+def get_embeddings_service(services: ServicesDep) -> EmbeddingsService:
+    return services.embeddings
+
+
+EmbedderDep = Annotated[Embedder, Depends(get_embedder)]
+EmbeddingsServiceDep = Annotated[EmbeddingsService, Depends(get_embeddings_service)]
+
+
+def get_document_service(services: ServicesDep) -> DocumentService:
+    return services.documents
+
+
+DocumentServiceDep = Annotated[DocumentService, Depends(get_document_service)]
 
 # Reads `Authorization: Bearer <credential>`; also gives the OpenAPI docs their sign-in form.
 bearer_credential = OAuth2PasswordBearer(

@@ -1,4 +1,4 @@
-"""The OpenAI wire format: request models for /v1/chat/completions, response and chunk builders, SSE framing.
+"""The OpenAI wire format: request models for /v1/chat/completions and /v1/embeddings, response builders, SSE.
 
 Request models ignore unknown fields (clients send `metadata`, `store`, `service_tier`…) and their
 `Field` descriptions double as API docs. Their size limits (messages, characters, tools) come from the
@@ -7,6 +7,7 @@ settings passed as validation context by `json_body`, and are checked before any
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -413,3 +414,37 @@ def sse_event(body: dict[str, Any]) -> str:
 
 
 SSE_DONE = "data: [DONE]\n\n"
+
+
+# --- /v1/embeddings
+
+
+class EmbeddingRequest(_Lenient):
+    # Items are typed loosely so that the service can tell token ids from strings and say so precisely.
+    input: str | list[str | int | list[int]] = Field(
+        description="A string or a list of strings to embed. Token ids (lists of integers) are refused with 400."
+    )
+    model: str = Field(description="The embedding model, as listed by GET /v1/models.")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="`float` (lists of numbers) or `base64` (little-endian float32; the openai SDK's default)."
+    )
+    dimensions: int | None = Field(None, ge=1, description="Accepted only when equal to the model's dimensions.")
+    user: str | None = Field(None, max_length=256, description="Accepted and ignored.")
+
+
+def embedding_json(vector: Any, index: int, encoding_format: str) -> dict[str, Any]:
+    """One `data` item; base64 is the raw little-endian float32 bytes, as the openai SDK decodes them."""
+    if encoding_format == "base64":
+        packed: Any = base64.b64encode(vector.astype("<f4", copy=False).tobytes()).decode("ascii")
+    else:
+        packed = vector.tolist()
+    return {"object": "embedding", "index": index, "embedding": packed}
+
+
+def embeddings_json(vectors: Any, model: str, prompt_tokens: int, encoding_format: str) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [embedding_json(vector, index, encoding_format) for index, vector in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

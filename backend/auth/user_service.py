@@ -1,7 +1,8 @@
 """Account management: create, change and delete users (admin routes and self sign-up).
 
 Deleting a user removes everything of theirs: the account first (so their credentials stop
-working at once), then their API keys, conversations and per-user folders (files, vectors).
+working at once), then their API keys, conversations, documents (with their vectors and keyword
+entries, which may live outside DATA_DIR in a Chroma server) and per-user folders.
 
 A new password always voids the account's older sign-in tokens (its token version goes up). When it
 is a reset, set by an admin for another account, the account's API keys are revoked too: a reset is
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from backend.auth.admin_bootstrap import forget_initial_password
 from backend.auth.models import USERNAME_PATTERN, Role, User, UserRecord
@@ -35,12 +37,19 @@ class OwnAccountProtected(Conflict):
     code = "own_account"
 
 
+class UserDocuments(Protocol):
+    """What the document service offers account deletion (kept as a port: accounts do not import RAG)."""
+
+    async def delete_all_of(self, username: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class DeletedUser:
     username: str
     api_keys: int
     conversations: int
     folders: list[str]
+    documents: int = 0
 
 
 def check_username(username: str) -> str:
@@ -59,12 +68,14 @@ class UserService:
         api_keys: ApiKeyRepository,
         conversations: ConversationRepository,
         layout: DataLayout,
+        documents: UserDocuments | None = None,
     ) -> None:
         self._users = users
         self._api_keys = api_keys
         self._conversations = conversations
         self._layout = layout
         self._folders = UserFolders(layout)
+        self._documents = documents
 
     async def list_users(self) -> list[UserRecord]:
         return await self._users.list_all()
@@ -131,9 +142,10 @@ class UserService:
         await self._users.delete(username)
         keys = await self._api_keys.revoke_all_of(username)
         conversations = await self._conversations.delete_all_of(username)
+        documents = await self._documents.delete_all_of(username) if self._documents else 0
         folders = [str(folder) for folder in await asyncio.to_thread(self._folders.delete_all, username)]
         logger.warning(
-            "Deleted user '%s' with %d API keys, %d conversations and %d folders",
-            username, keys, conversations, len(folders),
+            "Deleted user '%s' with %d API keys, %d conversations, %d documents and %d folders",
+            username, keys, conversations, documents, len(folders),
         )
-        return DeletedUser(username, keys, conversations, folders)
+        return DeletedUser(username, keys, conversations, folders, documents)

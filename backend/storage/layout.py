@@ -57,6 +57,19 @@ class DataLayout:
         """Uploaded documents of one user."""
         return self.root / "files" / safe_name(username, "username")
 
+    def user_documents_file(self, username: str) -> Path:
+        """Metadata of one user's documents (one record per document), beside the documents themselves."""
+        return self.user_files_dir(username) / "documents.json"
+
+    def document_dir(self, username: str, file_id: str) -> Path:
+        """The folder holding one uploaded document (under its sanitised name)."""
+        return self.user_files_dir(username) / safe_name(file_id, "file id")
+
+    @property
+    def incoming_uploads_dir(self) -> Path:
+        """Uploads being received, outside every user's folder until they are accepted."""
+        return self.root / "tmp" / "uploads"
+
     def user_vectors_dir(self, username: str) -> Path:
         """Vector index of one user's documents."""
         return self.root / "vectors" / safe_name(username, "username")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from backend.config import Settings
-from backend.rag.retriever_port import DocumentRetriever
+from backend.rag.ports import DocumentRetriever
 from backend.tools.data_analysis import DataAnalysisTool
 from backend.tools.internet.weather import WeatherTool
 from backend.tools.internet.web_search import WebSearchTool

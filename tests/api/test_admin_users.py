@@ -105,7 +105,7 @@ def test_deleting_a_user_removes_their_conversations_keys_and_folders(server: Ru
     response = httpx.delete(_users_url(server, name), headers=bearer(admin), timeout=30)
     assert response.status_code == 200
     assert response.json() == {"username": name, "deleted": True,
-                               "removed": {"api_keys": 1, "conversations": 2, "folders": 2}}
+                               "removed": {"api_keys": 1, "conversations": 2, "documents": 0, "folders": 2}}
     for session_id in session_ids:
         assert not (data / "conversations" / f"{session_id}.json").exists()
     assert all(not folder.exists() for folder in folders)

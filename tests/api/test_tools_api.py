@@ -44,9 +44,7 @@ def test_listing_shows_all_eight_tools_with_schema_and_honest_availability(serve
     for name in ("wikipedia", "weather"):  # no key needed; a failed call would only add a "last call failed" note
         assert tools[name]["available"] is True, name
         assert tools[name]["reason"] is None or tools[name]["reason"].startswith("last call failed: "), name
-    assert (tools["rag_retrieval"]["available"], tools["rag_retrieval"]["reason"]) == (
-        False, "document retrieval lands with the RAG issue"
-    )
+    assert (tools["rag_retrieval"]["available"], tools["rag_retrieval"]["reason"]) == (True, None)
 
 
 def test_web_search_is_listed_as_unavailable_naming_the_settings_it_needs(server: RunningServer) -> None:
@@ -167,13 +165,12 @@ def test_a_failing_tool_is_200_with_ok_false_and_the_reason(server: RunningServe
 
 
 def test_an_unavailable_tool_answers_with_its_reason(server: RunningServer) -> None:
-    response = invoke(server, "rag_retrieval", {"query": "invoices"})
+    assert not (server.settings.tavily_api_key or server.settings.searxng_url)
+    response = invoke(server, "web_search", {"query": "invoices"})
 
     assert response.status_code == 200
     assert response.json()["ok"] is False
-    assert response.json()["text"] == (
-        "Tool 'rag_retrieval' is unavailable: document retrieval lands with the RAG issue"
-    )
+    assert response.json()["text"] == "Tool 'web_search' is unavailable: set TAVILY_API_KEY or SEARXNG_URL"
 
 
 def test_tools_run_as_the_signed_in_user_and_see_only_their_files(server: RunningServer) -> None:

@@ -1,4 +1,4 @@
-"""A loopback HTTP server speaking Ollama's documented API: /api/tags, and /api/chat with NDJSON streaming.
+"""A loopback HTTP server speaking Ollama's documented API: /api/tags, /api/chat with NDJSON streaming, /api/embed.
 
 It records every request body, so tests can check what the adapter sent through the official client.
 """
@@ -11,6 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MODELS = ["llama3.1:8b", "qwen2.5:0.5b"]
+EMBEDDING_MODELS = {"nomic-embed-text": 8}
+"""Embedding model -> dimensions of the vectors the fake returns."""
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """Deterministic and not normalised (so tests see the adapter normalise): byte sums per position."""
+    data = text.encode()
+    return [float(sum(data[i::dimensions]) + i + 1) for i in range(dimensions)]
 
 
 class FakeOllama:
@@ -44,9 +52,24 @@ class FakeOllama:
                 else:
                     self._json(404, {"error": "not found"})
 
+            def _embed(self, body: dict[str, Any]) -> None:
+                dimensions = EMBEDDING_MODELS.get(body["model"])
+                if dimensions is None:
+                    self._json(404, {"error": f'model "{body["model"]}" not found, try pulling it first'})
+                    return
+                texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+                self._json(200, {
+                    "model": body["model"], "embeddings": [fake_embedding(text, dimensions) for text in texts],
+                    "total_duration": 1000, "load_duration": 10,
+                    "prompt_eval_count": sum(len(text.split()) for text in texts),
+                })
+
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append({"path": self.path, "body": body})
+                if self.path == "/api/embed":
+                    self._embed(body)
+                    return
                 if self.path != "/api/chat":
                     self._json(404, {"error": "not found"})
                     return

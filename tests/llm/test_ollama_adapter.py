@@ -116,7 +116,7 @@ def test_openai_sdk_chats_through_the_server_on_the_ollama_backend(fake_ollama: 
     with ServerThread(settings) as base_url:
         key = credential_for(base_url, settings)
         with openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0) as sdk:
-            assert [model.id for model in sdk.models.list()] == ["llama3.1:8b", "qwen2.5:0.5b"]
+            assert [model.id for model in sdk.models.list()] == ["llama3.1:8b", "qwen2.5:0.5b", "all-MiniLM-L6-v2"]
             completion = sdk.chat.completions.create(
                 model="llama3.1:8b", messages=[{"role": "user", "content": "hi"}], max_tokens=5)
             assert completion.choices[0].message.content == "Hello from Ollama."

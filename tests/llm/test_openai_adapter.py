@@ -55,7 +55,7 @@ def test_server_proxies_an_upstream_for_the_sdk(server: RunningServer, model_id:
     with ServerThread(settings) as base_url:
         key = credential_for(base_url, settings)
         with openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0) as sdk:
-            assert [model.id for model in sdk.models.list()] == [model_id]
+            assert [model.id for model in sdk.models.list()] == [model_id, "all-MiniLM-L6-v2"]
             request = {"model": model_id, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6,
                        "temperature": 0}
             direct = openai.OpenAI(base_url=server.v1, api_key=server.api_key).chat.completions.create(**request)

@@ -446,7 +446,7 @@ async def test_catalog_registers_the_local_tools_each_implementing_the_protocol(
         ]
         assert all(isinstance(tool, Tool) for tool in registry.tools())
         rag = registry.availability("rag_retrieval")
-        assert (rag.available, rag.reason) == (False, "document retrieval lands with the RAG issue")
+        assert (rag.available, rag.reason) == (False, "document retrieval is not configured on this server")
         assert registry.availability("data_analysis").available
         assert registry.availability("sql_query").available
     finally:
