@@ -32,6 +32,7 @@ lint: install
 
 bench: install
 	$(PY) bench/chat_overhead.py
+	$(PY) bench/rag.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import chromadb
 import numpy as np
@@ -23,6 +23,7 @@ from chromadb.errors import NotFoundError
 from backend.rag.ports import ChunkRecord, ScoredChunk, Vectors
 from backend.storage.private_paths import make_private_dirs
 
+T = TypeVar("T")
 PAGE_SIZE = 5000
 """Rows fetched per call when listing a collection (the start-up sweep), so memory stays bounded."""
 
@@ -69,6 +70,8 @@ class ChromaVectorStore:
         self._client = client
         self.dimensions = dimensions
         self._max_batch = int(client.get_max_batch_size())
+        # Collection handles, so a search is one call (one round trip to a Chroma server), not three.
+        self._collections: dict[str, Any] = {}
 
     @classmethod
     def embedded(cls, folder: Path, dimensions: int) -> ChromaVectorStore:
@@ -80,16 +83,36 @@ class ChromaVectorStore:
         return cls(chromadb.HttpClient(host=host, port=port, settings=chroma_settings()), dimensions)
 
     def _collection(self, username: str, create: bool) -> Any:
+        cached = self._collections.get(username)
+        if cached is not None:
+            return cached
         name = collection_name(username)
         if create:
-            return self._client.get_or_create_collection(
+            collection = self._client.get_or_create_collection(
                 name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}},
                 metadata={"username": username},
             )
-        try:
-            return self._client.get_collection(name, embedding_function=None)
-        except NotFoundError:
-            return None
+        else:
+            try:
+                collection = self._client.get_collection(name, embedding_function=None)
+            except NotFoundError:
+                return None
+        self._collections[username] = collection
+        return collection
+
+    def _run(self, username: str, create: bool, work: Callable[[Any], T], absent: T) -> T:
+        """`work(collection)`, once more with a fresh handle if another replica deleted the collection meanwhile."""
+        for attempt in range(2):
+            collection = self._collection(username, create)
+            if collection is None:
+                return absent
+            try:
+                return work(collection)
+            except NotFoundError:
+                self._collections.pop(username, None)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     async def add(self, username: str, records: Sequence[ChunkRecord], vectors: Vectors) -> None:
         if len(records) != len(vectors):
@@ -98,8 +121,7 @@ class ChromaVectorStore:
             return
         matrix = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(records), self.dimensions)
 
-        def run() -> None:
-            collection = self._collection(username, create=True)
+        def upsert(collection: Any) -> None:
             for start in range(0, len(records), self._max_batch):
                 part = records[start : start + self._max_batch]
                 # Upsert: the same chunk id again replaces it, as in the FAISS store.
@@ -110,20 +132,14 @@ class ChromaVectorStore:
                     metadatas=[_metadata(record) for record in part],
                 )
 
-        await asyncio.to_thread(run)
+        await asyncio.to_thread(self._run, username, True, upsert, None)
 
     async def search(self, username: str, vector: Vectors, top_k: int) -> list[ScoredChunk]:
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, self.dimensions)
 
-        def run() -> list[ScoredChunk]:
-            collection = self._collection(username, create=False)
-            if collection is None or top_k < 1:
-                return []
-            count = collection.count()
-            if count == 0:
-                return []
+        def run(collection: Any) -> list[ScoredChunk]:
             found = collection.query(
-                query_embeddings=query, n_results=min(top_k, count), include=["documents", "metadatas", "distances"]
+                query_embeddings=query, n_results=top_k, include=["documents", "metadatas", "distances"]
             )
             ids, documents = found["ids"][0], found["documents"][0]
             metadatas, distances = found["metadatas"][0], found["distances"][0]
@@ -133,38 +149,35 @@ class ChromaVectorStore:
                 for chunk_id, text, metadata, distance in zip(ids, documents, metadatas, distances, strict=True)
             ]
 
-        return await asyncio.to_thread(run)
+        if top_k < 1:
+            return []
+        return await asyncio.to_thread(self._run, username, False, run, [])
 
     async def delete_file(self, username: str, file_id: str) -> int:
-        def run() -> int:
-            collection = self._collection(username, create=False)
-            if collection is None:
-                return 0
+        def run(collection: Any) -> int:
             doomed = collection.get(where={"file_id": file_id}, include=[])["ids"]
-            if doomed:
-                for start in range(0, len(doomed), self._max_batch):
-                    collection.delete(ids=doomed[start : start + self._max_batch])
+            for start in range(0, len(doomed), self._max_batch):
+                collection.delete(ids=doomed[start : start + self._max_batch])
             return len(doomed)
 
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(self._run, username, False, run, 0)
 
     async def file_ids(self, username: str) -> set[str]:
-        def run() -> set[str]:
-            collection = self._collection(username, create=False)
+        def run(collection: Any) -> set[str]:
             found: set[str] = set()
             offset = 0
-            while collection is not None:
+            while True:
                 page = collection.get(include=["metadatas"], limit=PAGE_SIZE, offset=offset)
                 found.update(str(metadata["file_id"]) for metadata in page["metadatas"])
                 if len(page["ids"]) < PAGE_SIZE:
-                    break
+                    return found
                 offset += PAGE_SIZE
-            return found
 
-        return await asyncio.to_thread(run)
+        return await asyncio.to_thread(self._run, username, False, run, set())
 
     async def delete_user(self, username: str) -> None:
         def run() -> None:
+            self._collections.pop(username, None)
             with contextlib.suppress(NotFoundError):
                 self._client.delete_collection(collection_name(username))
 

@@ -15,7 +15,9 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 META_FILE = "chunks.json"
 FORMAT_VERSION = 1
 RELOAD_ATTEMPTS = 3
+CACHED_USERS = 32
+"""Users whose index stays in memory; the others are read back from disk at their next search."""
 
 
 class VectorIndexMismatch(RuntimeError):
@@ -64,11 +68,15 @@ class FaissVectorStore:
 
     name = "faiss"
 
-    def __init__(self, layout: DataLayout, store: JsonStore, dimensions: int) -> None:
+    def __init__(
+        self, layout: DataLayout, store: JsonStore, dimensions: int, cached_users: int = CACHED_USERS
+    ) -> None:
         self._layout = layout
         self._store = store
         self.dimensions = dimensions
-        self._indexes: dict[str, _UserIndex] = {}
+        self._cached_users = cached_users
+        self._indexes: OrderedDict[str, _UserIndex] = OrderedDict()
+        self._cache_lock = threading.Lock()
         # One user's operations queue here; other users' run beside them.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -83,6 +91,21 @@ class FaissVectorStore:
             lock = asyncio.Lock()
             self._locks[username] = lock
         return lock
+
+    def _cached(self, username: str) -> _UserIndex | None:
+        with self._cache_lock:
+            return self._indexes.get(username)
+
+    def _remember(self, username: str, state: _UserIndex) -> None:
+        with self._cache_lock:
+            self._indexes[username] = state
+            self._indexes.move_to_end(username)
+            while len(self._indexes) > self._cached_users:
+                self._indexes.popitem(last=False)
+
+    def _forget(self, username: str) -> None:
+        with self._cache_lock:
+            self._indexes.pop(username, None)
 
     def _empty(self) -> _UserIndex:
         return _UserIndex(index=faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimensions)))
@@ -107,8 +130,9 @@ class FaissVectorStore:
         meta_path = folder / META_FILE
         for attempt in range(RELOAD_ATTEMPTS):
             stamp = _stamp(meta_path)
-            cached = self._indexes.get(username)
+            cached = self._cached(username)
             if cached is not None and cached.stamp == stamp:
+                self._remember(username, cached)
                 return cached
             if stamp is None:
                 state = self._empty()
@@ -127,7 +151,7 @@ class FaissVectorStore:
                         raise
                     continue
             state.stamp = stamp
-            self._indexes[username] = state
+            self._remember(username, state)
             return state
         raise AssertionError("unreachable")
 
@@ -137,9 +161,11 @@ class FaissVectorStore:
         meta_path = folder / META_FILE
         outcome: list[Any] = []
         written: list[Path] = []
+        states: list[_UserIndex] = []
 
         def save(current: Any) -> Any:
             state = self._current_for_write(username, folder, current)
+            states.append(state)
             outcome.append(change(state))
             state.generation += 1
             index_file = f"index-{state.generation}.faiss"
@@ -154,26 +180,26 @@ class FaissVectorStore:
         try:
             self._store.modify(meta_path, save, default=lambda: None)
         except BaseException:
-            self._indexes.pop(username, None)  # the in-memory copy may hold the change that was not saved
+            self._forget(username)  # the in-memory copy may hold the change that was not saved
             for path in written:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             raise
         # Not stat()ed here: another process may write between our rename and a stat; the next read
         # parses chunks.json once and keeps this index if the generation is still ours.
-        self._indexes[username].stamp = None
+        states[0].stamp = None
+        self._remember(username, states[0])
         self._remove_orphans(folder, keep=written[0].name)
         return outcome[0]
 
     def _current_for_write(self, username: str, folder: Path, meta: Any) -> _UserIndex:
-        cached = self._indexes.get(username)
+        cached = self._cached(username)
         if meta is None:
             state = self._empty()
         elif cached is not None and cached.generation == int(meta["generation"]):
             state = cached
         else:
             state = self._from_meta(folder, meta)
-        self._indexes[username] = state
         return state
 
     @staticmethod
@@ -260,7 +286,8 @@ class FaissVectorStore:
         async with self._lock(username):
             if folder.is_dir():
                 await asyncio.to_thread(remove)
-            self._indexes.pop(username, None)
+            self._forget(username)
 
     async def aclose(self) -> None:
-        self._indexes.clear()
+        with self._cache_lock:
+            self._indexes.clear()

@@ -102,3 +102,15 @@ async def test_deleting_a_user_removes_their_folder(tmp_path: Path) -> None:
 
     assert not folder(tmp_path).exists()
     assert await open_store(tmp_path).file_ids("alice") == set()
+
+
+async def test_only_the_most_recent_users_indexes_stay_in_memory(tmp_path: Path) -> None:
+    store = FaissVectorStore(DataLayout(tmp_path), JsonStore(tmp_path), DIM, cached_users=2)
+    matrix = vectors(3, 10)
+    for number, name in enumerate(("ann", "ben", "cat")):
+        await store.add(name, records(name, 1), matrix[number : number + 1])
+
+    assert list(store._indexes) == ["ben", "cat"]
+    # An evicted user's index is read back from disk at their next search, with the same answer.
+    assert [hit.record.chunk_id for hit in await store.search("ann", matrix[0], 1)] == ["ann:0"]
+    assert list(store._indexes) == ["cat", "ann"]

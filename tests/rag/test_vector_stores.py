@@ -222,6 +222,20 @@ async def test_deleting_a_user_removes_all_of_theirs_and_only_theirs(kind: Store
     assert await store.file_ids(alice) == {"a3"}
 
 
+async def test_a_second_replica_on_the_same_data_sees_the_firsts_adds_and_deletes(kind: StoreKind) -> None:
+    first, second, alice = kind.open(), kind.open(), user()
+    matrix = vectors(3, seed=19)
+    await first.add(alice, records("f1", 3), matrix)
+    assert [hit.record.chunk_id for hit in await second.search(alice, matrix[0], 1)] == ["f1:0"]
+
+    await first.delete_user(alice)  # the second still holds whatever it cached about alice
+
+    assert await second.search(alice, matrix[0], 5) == []
+    await second.add(alice, records("f2", 1), matrix[:1])
+    assert await first.file_ids(alice) == {"f2"}
+    assert [hit.record.chunk_id for hit in await first.search(alice, matrix[0], 5)] == ["f2:0"]
+
+
 def _results(hits: list[ScoredChunk]) -> list[list[Any]]:
     return [[hit.record.chunk_id, round(hit.score, 5), hit.record.page_start, hit.record.text] for hit in hits]
 
