@@ -61,7 +61,9 @@ async function enterChat() {
     $("chat-error").textContent = await errorMessage(models);
   } else {
     const { data } = await models.json();
-    $("model").replaceChildren(...data.map((m) => new Option(m.id, m.id)));
+    // The embedding model is listed for /v1/embeddings clients; it cannot chat.
+    const chatModels = data.filter((m) => m.owned_by !== "local-embeddings");
+    $("model").replaceChildren(...chatModels.map((m) => new Option(m.id, m.id)));
   }
   show("chat");
   $("prompt").focus();

@@ -53,6 +53,8 @@ def test_sign_in_and_chat_streams_an_answer_recorded_in_a_session(page, server: 
     page.wait_for_selector("#chat-view", state="visible")
     assert not page.is_visible("#login-view")
     assert page.input_value("#model").startswith("SmolLM2")
+    options = page.eval_on_selector_all("#model option", "options => options.map(option => option.value)")
+    assert "all-MiniLM-L6-v2" not in options and len(options) == 1  # the embedding model cannot chat
 
     page.fill("#prompt", "What is the capital of France?")
     page.keyboard.press("Enter")
