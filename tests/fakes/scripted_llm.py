@@ -13,7 +13,6 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Union
 
 import jsonschema
 
@@ -27,8 +26,8 @@ from backend.llm.port import (
     Usage,
 )
 
-Answer = Union[str, ToolCall, tuple[ToolCall, ...], BaseException]
-ScriptedAnswer = Union[Answer, Callable[[list[ChatMessage], GenerationOptions], Answer]]
+Answer = str | ToolCall | tuple[ToolCall, ...] | BaseException
+ScriptedAnswer = Answer | Callable[[list[ChatMessage], GenerationOptions], Answer]
 
 
 class ScriptExhausted(AssertionError):
