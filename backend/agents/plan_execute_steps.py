@@ -142,18 +142,27 @@ def describe_plan(chosen: Sequence[str], proposal: Sequence[str], signals: Signa
 
 
 def _clause_arguments(arguments_for: ArgumentSource, tool: str, question: str) -> list[dict[str, Any] | None]:
-    """Separate asks for one tool in one request ("12! and the integral of x^2 from 0 to 3"): one call each.
+    """The calls for the clauses that ask for `tool`, when the question's clauses ask for different things.
 
-    A clause counts when it alone yields arguments (maths: when it also reads as maths, since a stray
-    `a` passes for a variable); fewer than two such clauses, or a system of equations, stays one call.
+    "12! and the integral of x^2 from 0 to 3": two `math_calc` calls; "how many products are there, and
+    what is 3^5": `math_calc` gets only "what is 3^5". The question stays whole when only one clause asks
+    for the tool and no other clause asks for anything ("integrate x^2 between 0 and 3"), or for a system of
+    equations. A maths clause must read as maths (a stray `a` passes for a variable).
     """
     clauses = [part.strip(" ,.") for part in _CLAUSE_SPLIT.split(question) if part and part.strip(" ,.")]
+    if len(clauses) < 2:
+        return []
+    tools_of = [read_signals(clause).tools for clause in clauses]
+    asking = [c for c, tools in zip(clauses, tools_of, strict=True) if tool in tools or not tools]
     if tool == "math_calc":
-        clauses = [clause for clause in clauses if "math_calc" in read_signals(clause).tools]
-        if sum("=" in clause for clause in clauses) > 1:
+        asking = [c for c, tools in zip(clauses, tools_of, strict=True) if tool in tools]
+        if sum("=" in clause for clause in asking) > 1:
             return []
-    found = [arguments_for(tool, clause, read_signals(clause), ()) for clause in clauses]
-    return found if sum(1 for arguments in found if arguments) >= 2 else []
+    others = any(tools and tool not in tools for tools in tools_of)
+    found = [arguments_for(tool, clause, read_signals(clause), ()) for clause in asking]
+    if sum(1 for arguments in found if arguments) >= 2 or (others and any(found)):
+        return found
+    return []
 
 
 def arguments_for_slot(

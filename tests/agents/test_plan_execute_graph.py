@@ -294,3 +294,21 @@ async def test_two_calls_of_one_tool_take_turns_so_a_per_user_share_of_one_does_
     results = [e for e in events if isinstance(e, ToolFinished)]
     assert [(e.text, e.ok) for e in results] == [("Paris: sunny", True), ("Oslo: sunny", True)]
     assert finished(events).answer == "Paris: sunny. Oslo: sunny."
+
+
+def test_separate_asks_become_separate_calls_and_one_ask_stays_whole() -> None:
+    from backend.agents.argument_guards import arguments_for
+    from backend.agents.plan_execute_steps import arguments_for_slot
+    from backend.agents.signals import read_signals
+
+    def calls(tool: str, question: str) -> list[dict[str, Any]]:
+        return arguments_for_slot(arguments_for, tool, question, read_signals(question), 4)
+
+    assert calls("math_calc", "What is 12 factorial and what is the integral of x^2 from 0 to 3?") == [
+        {"expression": "12!"}, {"expression": "integral of x^2 from 0 to 3"}
+    ]
+    assert calls("math_calc", "How many products are in the database, and what is 3^5?") == [{"expression": "3^5"}]
+    assert calls("sql_query", "How many customers are in the database and how many products are there?") == [
+        {"query": "SELECT COUNT(*) AS customers FROM customers"}, {"query": "SELECT COUNT(*) AS products FROM products"}
+    ]
+    assert calls("math_calc", "Solve x + y = 10 and x - y = 2") == [{"expression": "Solve x + y = 10 and x - y = 2"}]
