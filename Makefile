@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install bench lint clean
+.PHONY: run test install bench eval lint clean
 
 $(PY):
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed"; exit 1; }
@@ -33,6 +33,11 @@ lint: install
 bench: install
 	$(PY) bench/chat_overhead.py
 	$(PY) bench/rag.py
+	$(PY) bench/agents.py
+
+# Router and end-to-end task accuracy on the embedded model (see README, Agents > Evaluation)
+eval: install
+	$(PY) -m tests.eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache

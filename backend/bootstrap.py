@@ -6,7 +6,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from backend.agents.chat_agent import ChatAgent
 from backend.agents.chat_service import ChatService
+from backend.agents.plan_execute_graph import PlanExecuteAgent
+from backend.agents.port import Agent, AgentMode
+from backend.agents.react_agent import ReActAgent
+from backend.agents.router import Router, UserDocuments
 from backend.auth.admin_bootstrap import bootstrap_admin
 from backend.auth.auth_service import AuthService
 from backend.auth.login_throttle import LoginThrottle
@@ -24,6 +29,7 @@ from backend.rag.document_service import DocumentService, DocumentSettings
 from backend.rag.embeddings_service import EmbeddingLimits, EmbeddingsService
 from backend.rag.factory import RagComponents, build_rag_components
 from backend.rag.parsing import DocumentParser, ParseLimits
+from backend.rag.ports import Embedder
 from backend.storage.api_key_repository import ApiKeyRepository
 from backend.storage.conversation_repository import ConversationRepository
 from backend.storage.document_repository import DocumentRepository
@@ -75,8 +81,9 @@ async def build_services(settings: Settings, metrics: Metrics) -> Services:
     for tool in tools.tools():
         status = tools.availability(tool.name)
         logger.info("Tool %s: %s", tool.name, "available" if status.available else f"unavailable ({status.reason})")
+    chat = await build_chat_service(settings, metrics, llm, tools, embedder=rag.embedder, documents=documents)
     return Services(
-        settings=settings, metrics=metrics, llm=llm, chat=ChatService(llm, metrics),
+        settings=settings, metrics=metrics, llm=llm, chat=chat,
         auth=accounts.auth, users=accounts.users, conversations=accounts.conversations,
         rate_limiter=accounts.rate_limiter, layout=accounts.layout, tools=tools, rag=rag, documents=documents,
         embeddings=build_embeddings_service(settings, rag),
@@ -110,6 +117,24 @@ def build_document_service(settings: Settings, rag: RagComponents) -> DocumentSe
         ),
         ingestions=PerUserLimit("document uploads", settings.max_ingestions_per_user),
     )
+
+
+async def build_chat_service(
+    settings: Settings, metrics: Metrics, llm: LLMBackend, tools: ToolRegistry, *, embedder: Embedder | None,
+    documents: UserDocuments | None = None,
+) -> ChatService:
+    """The router (its classifier fitted now, on `embedder`: the RAG components' MiniLM) and one agent per mode.
+
+    Without an embedder the router decides from its signals alone (what they do not settle is plain chat).
+    """
+    router = Router(embedder, settings, llm=llm, documents=documents)
+    await router.warm_up()
+    agents: dict[AgentMode, Agent] = {
+        "chat": ChatAgent(llm, settings),
+        "react": ReActAgent(llm, tools, settings),
+        "plan_execute": PlanExecuteAgent(llm, tools, settings),
+    }
+    return ChatService(llm, metrics, router, agents)
 
 
 @dataclass(frozen=True)

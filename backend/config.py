@@ -255,6 +255,34 @@ class Settings(BaseSettings):
         2, ge=1, le=64, description="/v1/embeddings requests one user may have in progress at once."
     )
 
+    # --- agents
+    react_max_iterations: int = Field(
+        5, ge=1, le=20, description="Thought/action/observation rounds one ReAct answer may take at most."
+    )
+    plan_execute_max_iterations: int = Field(
+        3, ge=1, le=3,
+        description=(
+            "Plan, run, reason and verify rounds one plan-and-execute answer may take (a failed check replans)."
+        ),
+    )
+    plan_execute_max_tools: int = Field(
+        4, ge=1, le=8, description="Tools one plan-and-execute round runs at most, all at once."
+    )
+    router_confidence_threshold: float = Field(
+        0.6, ge=0, le=1, description="Below this confidence the router answers with plain chat (`mode: auto`)."
+    )
+    router_llm_tiebreak: bool = Field(
+        True, description="Let an Ollama or upstream model break the router's ties (never the embedded model)."
+    )
+    agent_observation_max_chars: int = Field(
+        2000, ge=100, le=100_000,
+        description="Characters of one tool result the agent's model reads and the trace keeps; the rest is cut.",
+    )
+    default_system_prompt: str = Field(
+        "auto", max_length=4000,
+        description="System prompt for chat requests that bring none: `auto` (measured per model), `none`, or text.",
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -1,16 +1,37 @@
-"""Answers a chat turn: picks the path for the requested mode and streams the backend's answer.
+"""Answers a chat turn: decides the mode (the router for `auto`), then runs the one agent for it.
 
-Until the agents land every mode answers as plain chat; the mode is kept so the router and the
-conversation store already carry it.
+The tool registry and the agents are injected by the composition root. A request that brings its own
+`tools` is plain function calling: the client's agent framework keeps control, no server agent runs.
+Every agent answers as a stream of typed events; `complete` joins it for non-streamed requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
 
-from backend.llm.port import ChatMessage, ChatResult, GenerationOptions, LLMBackend, StreamDelta, join_stream
+from backend.agents.port import (
+    Agent,
+    AgentEvent,
+    AgentMode,
+    AgentTurn,
+    AnswerText,
+    Finished,
+    RequestedMode,
+    RouteDecision,
+    StepStarted,
+    ToolCalled,
+    ToolFinished,
+)
+from backend.agents.router import Router
+from backend.agents.tool_runs import call_text, observation_summary
+from backend.auth.models import User
+from backend.llm.port import ChatMessage, GenerationOptions, LLMBackend
 from backend.metrics import Metrics
+
+CLIENT_TOOLS = RouteDecision("chat", "the request brings its own tools: plain function calling", 1.0)
+CLIENT_FORMAT = RouteDecision("chat", "the request asks for its own response format", 1.0)
 
 
 @dataclass(frozen=True)
@@ -20,28 +41,77 @@ class ChatTurn:
     model: str
     messages: list[ChatMessage]
     options: GenerationOptions
-    mode: str = "auto"
-    user: str | None = None
-    """The signed-in username: the backend's per-user share of the model is counted against it."""
+    mode: RequestedMode = "auto"
+    user: User | None = None
+    """The signed-in user: tools run as them, and the backend's per-user share is counted against them."""
+
+
+@dataclass
+class AgentOutcome:
+    """A whole agent answer: the joined event stream."""
+
+    decision: RouteDecision
+    finished: Finished
+    reasoning: str = ""
+    content_parts: list[str] = field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        return "".join(self.content_parts)
+
+
+def reasoning_line(event: AgentEvent) -> str | None:
+    """The live text of a step, streamed as `delta.reasoning_content`: `math_calc(x^2) → 9`."""
+    if isinstance(event, StepStarted):
+        return f"{event.text}\n" if event.text else None
+    if isinstance(event, ToolCalled):
+        return call_text(event.tool, event.arguments)
+    if isinstance(event, ToolFinished):
+        summary = observation_summary(event.text)
+        return f" → {summary}\n" if event.ok else f" → failed: {summary}\n"
+    return None
 
 
 class ChatService:
-    def __init__(self, llm: LLMBackend, metrics: Metrics) -> None:
+    def __init__(
+        self, llm: LLMBackend, metrics: Metrics, router: Router, agents: Mapping[AgentMode, Agent]
+    ) -> None:
+        missing = {"chat", "react", "plan_execute"} - set(agents)
+        if missing:
+            raise ValueError(f"no agent for mode(s) {', '.join(sorted(missing))}")
         self._llm = llm
         self._metrics = metrics
+        self._router = router
+        self._agents = agents
 
-    async def stream(self, turn: ChatTurn) -> AsyncGenerator[StreamDelta, None]:
-        """Stream the answer; closing this iterator stops the generation."""
-        options = turn.options if turn.user is None else replace(turn.options, user=turn.user)
-        stream = self._llm.stream_chat(turn.model, turn.messages, options)
-        try:
-            async for delta in stream:
-                if delta.usage:
-                    self._metrics.tokens_generated.labels(self._llm.name).inc(delta.usage.completion_tokens)
-                    self._metrics.prompt_tokens.labels(self._llm.name).inc(delta.usage.prompt_tokens)
-                yield delta
-        finally:
-            await stream.aclose()
+    async def decide(self, turn: ChatTurn) -> RouteDecision:
+        if turn.options.tools:
+            return CLIENT_TOOLS
+        if (turn.options.json_schema is not None or turn.options.json_object) and turn.mode == "auto":
+            return CLIENT_FORMAT
+        return await self._router.decide(turn.messages, turn.mode, turn.user)
 
-    async def complete(self, turn: ChatTurn) -> ChatResult:
-        return await join_stream(self.stream(turn))
+    async def run(self, turn: ChatTurn, decision: RouteDecision) -> AsyncGenerator[AgentEvent, None]:
+        """The agent's events; closing this iterator stops the agent (and its generation, and its tools)."""
+        options = turn.options if turn.user is None else replace(turn.options, user=turn.user.username)
+        agent_turn = AgentTurn(turn.model, turn.messages, options, turn.user or User("anonymous"), decision)
+        agent = self._agents[decision.mode]
+        async with aclosing(agent.run(agent_turn)) as events:
+            async for event in events:
+                if isinstance(event, Finished):
+                    self._metrics.tokens_generated.labels(self._llm.name).inc(event.usage.completion_tokens)
+                    self._metrics.prompt_tokens.labels(self._llm.name).inc(event.usage.prompt_tokens)
+                yield event
+
+    async def complete(self, turn: ChatTurn, decision: RouteDecision) -> AgentOutcome:
+        reasoning: list[str] = []
+        parts: list[str] = []
+        async with aclosing(self.run(turn, decision)) as events:
+            async for event in events:
+                if isinstance(event, AnswerText):
+                    parts.append(event.text)
+                elif isinstance(event, Finished):
+                    return AgentOutcome(decision, event, "".join(reasoning), parts)
+                elif (line := reasoning_line(event)) is not None:
+                    reasoning.append(line)
+        raise RuntimeError(f"the {decision.mode} agent ended without a Finished event")

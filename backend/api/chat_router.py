@@ -13,7 +13,9 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from backend.agents.chat_service import ChatTurn
+from backend.agents.agent_records import agent_json, sources_json, trace_json
+from backend.agents.chat_service import ChatTurn, reasoning_line
+from backend.agents.port import AgentEvent, AnswerText, Finished, RouteDecision
 from backend.api.deps import ChatServiceDep, ConversationServiceDep, CurrentUser, MetricsDep
 from backend.api.errors import APIError, api_error_from_llm
 from backend.api.json_body import body_docs, json_body
@@ -54,42 +56,56 @@ async def chat_completions(
     session = await conversations.open_session(user, body.session_id or x_session_id)
     session_field = {"session_id": session.session_id}
     turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode,
-                    user=user.username)
+                    user=user)
+    decision = await chat.decide(turn)
+    headers = {"X-Session-Id": session.session_id, "X-Agent-Mode": decision.mode}
     if not body.stream:
         try:
-            result = await _unless_client_leaves(request, chat.complete(turn))
+            outcome = await _unless_client_leaves(request, chat.complete(turn, decision))
         except ClientGone:
             return JSONResponse(
                 APIError(499, "The client closed the request.", code="client_closed_request").body(), 499
             )
+        finished = outcome.finished
+        trace, sources = trace_json(finished.trace), sources_json(finished.sources)
         await conversations.record_exchange(session, turn.messages, AssistantTurn(
-            content=result.content, model=body.model, mode=body.mode,
-            tool_calls=result.tool_calls, finish_reason=result.finish_reason,
+            content=outcome.content, model=body.model, mode=decision.mode, tools_used=list(finished.tools_used),
+            tool_calls=list(finished.tool_calls), finish_reason=finished.finish_reason, reason=decision.reason,
+            confidence=decision.confidence, iterations=finished.iterations, steps=trace, sources=sources,
+            reasoning=outcome.reasoning,
         ))
         return JSONResponse(
             completion_json(
                 completion_id=new_completion_id(), created=int(time.time()), model=body.model,
-                content=result.content, tool_calls=result.tool_calls,
-                finish_reason=result.finish_reason, usage=result.usage, extra=session_field,
+                content=outcome.content, tool_calls=list(finished.tool_calls), reasoning=outcome.reasoning,
+                finish_reason=finished.finish_reason, usage=finished.usage, extra={
+                    **session_field, "agent": agent_json(decision, finished), "agent_trace": trace,
+                    "sources": sources,
+                },
             ),
-            headers={"X-Session-Id": session.session_id},
+            headers=headers,
         )
 
-    deltas = chat.stream(turn)
-    # Wait for the first delta before answering 200, so an unknown model, a full queue or an
+    events = chat.run(turn, decision)
+    # Wait for the first event before answering 200, so an unknown model, a full queue or an
     # unreachable backend still gets a proper HTTP error instead of an error inside the stream.
     try:
-        first: StreamDelta | None = await anext(deltas)
+        first: AgentEvent | None = await anext(events)
     except StopAsyncIteration:
         first = None
+    except BaseException:
+        await events.aclose()
+        raise
     writer = ChunkWriter(
         body.model, include_usage=bool(body.stream_options and body.stream_options.include_usage), extra=session_field
     )
-    recorder = conversations.stream_recorder(session, turn.messages, body.model, body.mode)
+    recorder = conversations.stream_recorder(
+        session, turn.messages, body.model, decision.mode, decision.reason, decision.confidence
+    )
     return StreamingResponse(
-        _sse(writer, first, deltas, metrics, recorder),
+        _sse(writer, first, events, metrics, recorder, decision),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Session-Id": session.session_id},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
     )
 
 
@@ -118,23 +134,23 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
 
 
 async def _sse(
-    writer: ChunkWriter, first: StreamDelta | None, deltas: AsyncGenerator[StreamDelta, None], metrics: Metrics,
-    recorder: StreamRecorder,
+    writer: ChunkWriter, first: AgentEvent | None, events: AsyncGenerator[AgentEvent, None], metrics: Metrics,
+    recorder: StreamRecorder, decision: RouteDecision,
 ) -> AsyncIterator[str]:
-    """The SSE body. Runs until done or until the client leaves, which closes `deltas` and stops generation."""
+    """The SSE body. Runs until done or until the client leaves, which closes `events` and stops the agent."""
     metrics.active_streams.inc()
     usage = Usage(0, 0)
     try:
         yield writer.role()
         pending = [first] if first else []
         while True:
-            for delta in pending:
-                usage = delta.usage or usage
-                recorder.add(delta)
-                for event in writer.delta(delta):
-                    yield event
+            for event in pending:
+                for chunk in _chunks(writer, event, recorder, decision):
+                    yield chunk
+                if isinstance(event, Finished):
+                    usage = event.usage
             try:
-                pending = [await anext(deltas)]
+                pending = [await anext(events)]
             except StopAsyncIteration:
                 break
         if writer.include_usage:
@@ -146,9 +162,28 @@ async def _sse(
         logger.exception("Stream failed after the response started")
         yield sse_event(APIError(500, "Internal server error; see the server log.", type="server_error").body())
     finally:
-        # Stop the generation first, then record what was generated (also when the client left
+        # Stop the agent first, then record what was generated (also when the client left
         # mid-stream); shielded so a cancelled request still finishes both.
         with anyio.CancelScope(shield=True):
-            await deltas.aclose()
+            await events.aclose()
             await recorder.finish()
         metrics.active_streams.dec()
+
+
+def _chunks(writer: ChunkWriter, event: AgentEvent, recorder: StreamRecorder, decision: RouteDecision) -> list[str]:
+    if isinstance(event, AnswerText):
+        delta = StreamDelta(content=event.text)
+        recorder.add(delta)
+        return writer.delta(delta)
+    if isinstance(event, Finished):
+        recorder.add(StreamDelta(tool_calls=event.tool_calls, finish_reason=event.finish_reason))  # type: ignore[arg-type]
+        trace, sources = trace_json(event.trace), sources_json(event.sources)
+        recorder.agent_done(event.iterations, trace, sources, event.tools_used)
+        chunks = writer.delta(StreamDelta(tool_calls=event.tool_calls)) if event.tool_calls else []
+        chunks.append(writer.finish(event.finish_reason, {"agent": agent_json(decision, event), "sources": sources}))
+        return chunks
+    line = reasoning_line(event)
+    if line is None:
+        return []
+    recorder.add_reasoning(line)
+    return writer.reasoning(line)

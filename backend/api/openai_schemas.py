@@ -119,6 +119,9 @@ class ChatCompletionRequest(_Lenient):
     response_format: ResponseFormat | None = None
     tools: list[ToolSpec] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = Field(
+        None, description="`false`: at most one tool call per answer. The embedded model makes one call per answer."
+    )
     logit_bias: dict[str, float] | None = Field(None, max_length=MAX_LOGIT_BIAS_ENTRIES)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
@@ -257,6 +260,7 @@ class ChatCompletionRequest(_Lenient):
             json_object=json_object,
             tools=tuple(tool.model_dump() for tool in self.tools or []),
             tool_choice=tool_choice,
+            parallel_tool_calls=self.parallel_tool_calls is not False,
             logit_bias=logit_bias,
             presence_penalty=self.presence_penalty,
             frequency_penalty=self.frequency_penalty,
@@ -324,10 +328,12 @@ def usage_json(usage: Usage) -> dict[str, int]:
 
 def completion_json(
     *, completion_id: str, created: int, model: str, content: str, tool_calls: list[ToolCall],
-    finish_reason: str, usage: Usage, extra: dict[str, Any] | None = None,
+    finish_reason: str, usage: Usage, extra: dict[str, Any] | None = None, reasoning: str = "",
 ) -> dict[str, Any]:
-    """A `chat.completion` object."""
+    """A `chat.completion` object; an agent's steps go in `message.reasoning_content`."""
     message: dict[str, Any] = {"role": "assistant", "content": content if content or not tool_calls else None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = [_tool_call_json(call) for call in tool_calls]
     body: dict[str, Any] = {
@@ -394,6 +400,19 @@ class ChunkWriter:
         if delta.finish_reason:
             events.append(self._chunk({}, finish_reason=delta.finish_reason))
         return events
+
+    def reasoning(self, text: str) -> list[str]:
+        """An agent's step as `delta.reasoning_content` (rendered by LibreChat and Open WebUI)."""
+        events = [] if self._sent_role else [self.role()]
+        if text:
+            events.append(self._chunk({"reasoning_content": text}))
+        return events
+
+    def finish(self, finish_reason: str, extra: dict[str, Any]) -> str:
+        """The last chunk, with the agent's decision (`agent`) and `sources` beside the finish reason."""
+        body = json.loads(self._chunk({}, finish_reason=finish_reason)[len("data: "):])
+        body.update(extra)
+        return sse_event(body)
 
     def usage(self, usage: Usage) -> str:
         body = {

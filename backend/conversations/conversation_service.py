@@ -85,12 +85,25 @@ class AssistantTurn:
     finish_reason: str | None = "stop"
     complete: bool = True
     """False when the client left before the stream ended: what was generated so far is recorded."""
+    reason: str = ""
+    """Why the router chose `mode`."""
+    confidence: float | None = None
+    iterations: int = 0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """The agent's trace (`agent_trace` in the API)."""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    reasoning: str = ""
+    """The steps as the client saw them (`reasoning_content`)."""
 
     def stored(self, at: str) -> dict[str, Any]:
         stored: dict[str, Any] = {
             "role": "assistant", "content": self.content, "timestamp": at, "mode": self.mode,
             "tools_used": list(self.tools_used), "model": self.model, "finish_reason": self.finish_reason,
+            "reason": self.reason, "confidence": self.confidence, "iterations": self.iterations,
+            "steps": list(self.steps), "sources": list(self.sources),
         }
+        if self.reasoning:
+            stored["reasoning_content"] = self.reasoning
         if self.tool_calls:
             stored["tool_calls"] = _tool_calls_json(self.tool_calls)
         if not self.complete:
@@ -182,10 +195,12 @@ class ConversationService:
             logger.info("Removed session %s: its account was deleted while it was recorded", session.session_id)
 
     def stream_recorder(
-        self, session: OpenSession, messages: Sequence[ChatMessage], model: str, mode: str
+        self, session: OpenSession, messages: Sequence[ChatMessage], model: str, mode: str, reason: str = "",
+        confidence: float | None = None,
     ) -> StreamRecorder:
         """Collects a streamed reply; its `finish()` records the request and the reply together."""
-        return StreamRecorder(lambda turn: self.record_exchange(session, messages, turn), model, mode)
+        return StreamRecorder(lambda turn: self.record_exchange(session, messages, turn), model, mode, reason,
+                              confidence)
 
     # --- the sessions API
 
@@ -214,10 +229,20 @@ class ConversationService:
 class StreamRecorder:
     """Collects a streamed answer and records it once, when the stream ends or the client leaves."""
 
-    def __init__(self, save: Callable[[AssistantTurn], Awaitable[None]], model: str, mode: str) -> None:
+    def __init__(
+        self, save: Callable[[AssistantTurn], Awaitable[None]], model: str, mode: str, reason: str = "",
+        confidence: float | None = None,
+    ) -> None:
         self._save = save
         self._model = model
         self._mode = mode
+        self._reason = reason
+        self._confidence = confidence
+        self._iterations = 0
+        self._steps: list[dict[str, Any]] = []
+        self._sources: list[dict[str, Any]] = []
+        self._tools_used: list[str] = []
+        self._reasoning: list[str] = []
         self._parts: list[str] = []
         self._tool_calls: list[ToolCall] = []
         self._finish_reason: str | None = None
@@ -230,15 +255,29 @@ class StreamRecorder:
         if delta.finish_reason:
             self._finish_reason = delta.finish_reason
 
+    def add_reasoning(self, text: str) -> None:
+        self._reasoning.append(text)
+
+    def agent_done(
+        self, iterations: int, steps: list[dict[str, Any]], sources: list[dict[str, Any]], tools_used: Sequence[str]
+    ) -> None:
+        """What the agent did, recorded with the answer."""
+        self._iterations = iterations
+        self._steps = steps
+        self._sources = sources
+        self._tools_used = list(tools_used)
+
     async def finish(self, tools_used: Sequence[str] = ()) -> None:
         """Record once; a failure is logged, never raised, since the response has already been sent."""
         if self._saved:
             return
         self._saved = True
         turn = AssistantTurn(
-            content="".join(self._parts), model=self._model, mode=self._mode, tools_used=list(tools_used),
-            tool_calls=self._tool_calls, finish_reason=self._finish_reason,
-            complete=self._finish_reason is not None,
+            content="".join(self._parts), model=self._model, mode=self._mode,
+            tools_used=list(tools_used) or self._tools_used, tool_calls=self._tool_calls,
+            finish_reason=self._finish_reason, complete=self._finish_reason is not None, reason=self._reason,
+            confidence=self._confidence, iterations=self._iterations, steps=self._steps, sources=self._sources,
+            reasoning="".join(self._reasoning),
         )
         try:
             await self._save(turn)

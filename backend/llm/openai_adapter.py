@@ -61,6 +61,8 @@ def _request_args(options: GenerationOptions) -> dict[str, Any]:
             args["tool_choice"] = options.tool_choice
         else:
             args["tool_choice"] = {"type": "function", "function": {"name": options.tool_choice}}
+        if not options.parallel_tool_calls:
+            args["parallel_tool_calls"] = False
     return {key: value for key, value in args.items() if value is not None}
 
 

@@ -59,6 +59,8 @@ class GenerationOptions:
     tools: tuple[dict[str, Any], ...] = ()
     """OpenAI function specs: `{"type": "function", "function": {name, description, parameters}}`."""
     tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
+    """False: at most one call per answer (the embedded model makes one call per answer anyway)."""
     logit_bias: dict[int, float] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None

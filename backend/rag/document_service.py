@@ -185,6 +185,10 @@ class DocumentService:
         start = (page - 1) * page_size
         return DocumentPage(shown[start:start + page_size], total=len(shown), page=page, page_size=page_size)
 
+    async def filenames(self, username: str) -> list[str]:
+        """Names of the user's live documents (the router's `UserDocuments`: "what does budget.csv say")."""
+        return [record.filename for record in await self._repository.list_for(username) if record.live]
+
     async def get_document(self, username: str, file_id: str) -> DocumentRecord:
         """The user's document; another user's id answers exactly as a missing one."""
         record = await self._repository.get(username, file_id)

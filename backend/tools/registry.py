@@ -20,7 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ValidationError
 
 from backend.field_paths import field_path
@@ -258,50 +257,3 @@ class ToolRegistry:
                 }
             )
         return specs
-
-    def as_langchain_tools(
-        self, context: ToolContext, *, only_available: bool = True
-    ) -> list[StructuredTool]:
-        """langchain-core tools bound to one user's context; each call goes through `invoke`.
-
-        The content is the text for the model and the artifact the whole `ToolResult`, so a graph's
-        tool node keeps sources and structured data next to the observation.
-        """
-        tools: list[StructuredTool] = []
-        for tool in self._tools.values():
-            if only_available and not self.availability(tool.name).available:
-                continue
-            tools.append(
-                StructuredTool.from_function(
-                    coroutine=self._langchain_coroutine(tool.name, context),
-                    name=tool.name,
-                    description=tool.description,
-                    args_schema=tool.args_model,
-                    infer_schema=False,
-                    response_format="content_and_artifact",
-                    handle_validation_error=_validation_message,
-                )
-            )
-        return tools
-
-    def _langchain_coroutine(self, name: str, context: ToolContext) -> Any:
-        async def call(**kwargs: Any) -> tuple[str, ToolResult]:
-            plain = {key: v.model_dump() if isinstance(v, BaseModel) else v for key, v in kwargs.items()}
-            try:
-                result = await self.invoke(name, plain, context)
-            except ToolError as error:
-                result = ToolResult.failure(str(error))
-            except TooManyRequests as error:  # for an agent, a full share is an observation to act on
-                result = ToolResult.failure(error.message)
-            return result.text, result
-
-        return call
-
-
-def _validation_message(error: ValidationError | Exception) -> str:
-    """What the model reads when LangChain's own validation refuses the arguments."""
-    if isinstance(error, ValidationError) and error.errors():
-        first = error.errors()[0]
-        field = field_path(tuple(first["loc"])) or "the arguments"
-        return f"Invalid value for '{field}': {first['msg']}"
-    return f"Invalid arguments: {error}"

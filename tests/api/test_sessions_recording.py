@@ -38,7 +38,7 @@ def test_a_completion_is_recorded_in_a_new_session_named_by_header_and_body(serv
     user_turn, assistant_turn = session["messages"]
     assert (user_turn["role"], user_turn["content"]) == ("user", "What is the capital of France?")
     assert (assistant_turn["role"], assistant_turn["content"]) == ("assistant", reply)
-    assert assistant_turn["mode"] == "auto" and assistant_turn["tools_used"] == []
+    assert assistant_turn["mode"] == "chat" and assistant_turn["tools_used"] == [] and assistant_turn["reason"]
     assert user_turn["timestamp"] <= assistant_turn["timestamp"]
 
     on_disk = json.loads((server.settings.data_dir / "conversations" / f"{session_id}.json").read_text())

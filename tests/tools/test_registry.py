@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.messages import ToolMessage
-from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
 from backend.auth.models import User
@@ -303,25 +301,6 @@ async def test_a_users_full_share_propagates_as_too_many_requests_while_others_r
     assert crowded.share.in_flight("alice") == 0
 
 
-async def test_a_full_share_is_a_failed_observation_for_an_agent_not_an_exception(context: ToolContext) -> None:
-    registry = ToolRegistry(timeout_s=5)
-    crowded = CrowdedTool()
-    registry.register(crowded)
-    tool = registry.as_langchain_tools(context)[0]
-    first = asyncio.create_task(registry.invoke("crowded", {"text": "x"}, context))
-    await asyncio.sleep(0)
-
-    message = await tool.ainvoke({"type": "tool_call", "id": "call_9", "name": "crowded", "args": {"text": "x"}})
-    crowded.release.set()
-    await first
-
-    assert isinstance(message, ToolMessage)
-    assert message.content == (
-        "You already have 1 crowded runs in progress (the limit per user); wait for one to finish and retry."
-    )
-    assert message.artifact.ok is False
-
-
 async def test_host_paths_in_a_result_are_replaced_by_placeholders_everywhere(context: ToolContext) -> None:
     registry = ToolRegistry(timeout_s=5)
     registry.register(PathLeakingTool())
@@ -395,45 +374,6 @@ def test_openai_specs_carry_the_schema_of_available_tools_only(registry: ToolReg
         "default": 1, "description": "How often.", "maximum": 3, "minimum": 1, "type": "integer"
     }
     assert len(registry.openai_tool_specs(only_available=False)) == 5
-
-
-async def test_langchain_tools_run_through_the_registry_and_keep_the_result_as_artifact(
-    registry: ToolRegistry, echo: EchoTool, context: ToolContext
-) -> None:
-    tools = {tool.name: tool for tool in registry.as_langchain_tools(context)}
-    assert set(tools) == {"echo", "slow", "broken"}
-    assert all(isinstance(tool, StructuredTool) for tool in tools.values())
-
-    message = await tools["echo"].ainvoke(
-        {"type": "tool_call", "id": "call_1", "name": "echo", "args": {"text": "yo", "times": 3}}
-    )
-
-    assert isinstance(message, ToolMessage)
-    assert message.content == "yo yo yo"
-    assert message.tool_call_id == "call_1"
-    assert isinstance(message.artifact, ToolResult) and message.artifact.data == {"user": "alice"}
-    assert echo.calls[-1][1] == "alice"
-
-
-async def test_langchain_tool_with_bad_arguments_returns_the_problem_to_the_model(
-    registry: ToolRegistry, context: ToolContext
-) -> None:
-    tool = next(t for t in registry.as_langchain_tools(context) if t.name == "echo")
-
-    message = await tool.ainvoke({"type": "tool_call", "id": "call_2", "name": "echo", "args": {"times": 2}})
-
-    assert isinstance(message, ToolMessage)
-    assert message.content == "Invalid value for 'text': Field required"
-
-
-async def test_langchain_tool_failure_is_an_observation_not_an_exception(registry: ToolRegistry,
-                                                                         context: ToolContext) -> None:
-    tool = next(t for t in registry.as_langchain_tools(context) if t.name == "broken")
-
-    message = await tool.ainvoke({"type": "tool_call", "id": "call_3", "name": "broken", "args": {"text": "x"}})
-
-    assert message.content == "Tool 'broken' failed because of an internal error; see the server log."
-    assert message.artifact.ok is False
 
 
 async def test_catalog_registers_the_local_tools_each_implementing_the_protocol(tmp_path: Path) -> None:

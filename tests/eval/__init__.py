@@ -1,0 +1,1 @@
+"""The evaluation: router accuracy and end-to-end tasks against the embedded model."""
