@@ -122,13 +122,19 @@ class Router:
     def __init__(
         self, embedder: Embedder | None, settings: Settings, llm: LLMBackend | None = None,
         documents: UserDocuments | None = None, examples: Sequence[Example] | None = None,
+        classifier: EmbeddingClassifier | None = None,
     ) -> None:
-        self._classifier = EmbeddingClassifier(embedder) if embedder is not None else None
+        """`classifier`: one already fitted (routers with other settings share it)."""
+        self._classifier = classifier or (EmbeddingClassifier(embedder) if embedder is not None else None)
         self._threshold = settings.router_confidence_threshold
         self._tiebreak_llm = llm if llm is not None and settings.router_llm_tiebreak and llm.name in CAPABLE_BACKENDS \
             else None
         self._documents = documents
         self._examples = list(examples) if examples is not None else None
+
+    @property
+    def classifier(self) -> EmbeddingClassifier | None:
+        return self._classifier
 
     async def warm_up(self) -> None:
         if self._classifier is not None and not self._classifier.ready:

@@ -32,7 +32,9 @@ def load_questions(path: Path = QUESTIONS) -> list[tuple[str, list[str]]]:
     return [(row["question"], row["expect"]) for row in rows]
 
 
-async def measure(max_tokens: int = 40, candidates: dict[str, str | None] = CANDIDATES) -> dict[str, tuple[int, int, float]]:
+async def measure(
+    max_tokens: int = 40, candidates: dict[str, str | None] = CANDIDATES
+) -> dict[str, tuple[int, int, float]]:
     """Candidate -> (right answers, questions, mean answer characters), greedy decoding."""
     from backend.llm.llamacpp_adapter import LlamaCppBackend
     from backend.metrics import Metrics
