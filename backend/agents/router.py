@@ -102,6 +102,8 @@ def rule_decision(signals: Signals) -> tuple[AgentMode, float, str] | None:
             return "react", 0.95, f"one tool ({named}: {signals.reasons[0]}) with sequential steps"
         if tools[0] == "weather" and len(signals.places) >= 2:
             return "plan_execute", 0.9, f"one tool ({named}) for each of {len(signals.places)} places"
+        if signals.asks >= 2:
+            return "plan_execute", 0.9, f"one tool ({named}) for each of {signals.asks} independent asks"
         if signals.parallel_strong:
             return "plan_execute", 0.6, f"one tool ({named}) with a comparison, possibly once per thing named"
         if signals.parallel:

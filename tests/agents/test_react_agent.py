@@ -200,3 +200,14 @@ async def test_bounds_hold_for_a_huge_pasted_question(settings: Settings, regist
     assert isinstance(finished, Finished)
     assert all(len(json.dumps(step.arguments or {})) <= 2100 for step in finished.trace)
     await registry.aclose()
+
+
+async def test_a_sequence_across_tools_runs_its_steps_in_order(settings: Settings, registry: ToolRegistry) -> None:
+    llm = ScriptedLLM([action("sql_query"), action("finish"), action("finish"), "80"])
+    question = "How many customers are in the database? Then multiply that number by 2."
+    events = await run(ReActAgent(llm, registry, settings), turn(question, "sql_query"))
+    calls = [(event.tool, event.arguments) for event in events if isinstance(event, ToolCalled)]
+    assert calls == [("sql_query", {"query": "SELECT COUNT(*) AS customers FROM customers"}),
+                     ("math_calc", {"expression": "(40) * 2"})]
+    assert "80" in events[-1].answer  # type: ignore[union-attr]
+    await registry.aclose()

@@ -124,6 +124,10 @@ def test_signals_find_pasted_data_sql_places_and_veto_creative_writing() -> None
     assert read_signals("Write a poem about the rain in Spain").tools == ()
     assert read_signals("How do I solve a conflict with my boss?").tools == ()
     assert read_signals("Give me the 5-day forecast for Nairobi").tools == ("weather",)
+    assert read_signals("What is the most expensive product?").tools == ("sql_query",)
+    assert read_signals("What is 12 factorial and the integral of x^2 from 0 to 1?").asks == 2
+    assert read_signals("Solve the system x + y = 10, x - y = 2.").asks == 1
+    assert read_signals("Run this and show me what it prints: print(2)").asks == 1
 
 
 def test_the_example_set_is_in_the_repo_and_labelled(tmp_path: Path) -> None:
