@@ -138,10 +138,12 @@ def arguments_for(
         return {"expression": expression} if expression else None
     if tool == "sql_query":
         steps = question_steps(question)
-        if len(done) >= len(steps):
+        index = step_index(steps, done, previous)
+        if index >= len(steps):
             return None
-        statement = (signals.sql_statement if not done else None) or find_sql_statement(steps[len(done)]) \
-            or sql_from_wording(steps[len(done)]) or (sql_from_wording(question) if not done else None)
+        single = len(steps) == 1 and not done
+        statement = (signals.sql_statement if single else None) or find_sql_statement(steps[index]) \
+            or sql_from_wording(steps[index]) or (sql_from_wording(question) if single else None)
         return {"query": statement} if statement else None
     if tool == "data_analysis":
         return {"data": signals.pasted_data[:MAX_ARGUMENT_CHARS]} if signals.pasted_data else None
@@ -184,10 +186,16 @@ def guard_arguments(
     return Guarded(arguments, (f"{tool}.{main}: {shown} -> {_short(str(wanted))} (from the question)",))
 
 
+def step_index(steps: Sequence[str], done: Sequence[Evidence], previous: Sequence[Evidence]) -> int:
+    """Which step a tool's next call is for: in a sequence ("…, then …") the steps run in order, one call
+    each, whatever the tool; otherwise each call of the same tool takes the next step."""
+    return len(previous) if len(steps) > 1 else len(done)
+
+
 def _math_for_step(question: str, previous: Sequence[Evidence]) -> str | None:
     """The expression of the next maths step: the first from the question, later ones on the last result."""
     steps = question_steps(question)
-    index = sum(1 for evidence in previous if evidence.tool == "math_calc")
+    index = step_index(steps, [evidence for evidence in previous if evidence.tool == "math_calc"], previous)
     if index >= len(steps):
         return None
     step = steps[index]

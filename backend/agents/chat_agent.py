@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
+import regex  # type: ignore[import-untyped]
 
 from backend.agents.port import AgentEvent, AgentMode, AgentTurn, AnswerText, Finished
 from backend.agents.system_prompts import with_default_system_prompt
@@ -31,15 +32,12 @@ from backend.llm.port import (
     Usage,
     join_stream,
 )
-from backend.llm.schema_limits import SchemaLimits, check_schema
 
 logger = logging.getLogger(__name__)
 
 REPAIR_ATTEMPTS = 1
 MAX_ARGUMENT_CHARS = 100_000
 """Arguments longer than this are not parsed or validated: they come back as content."""
-_VALIDATION_LIMITS = SchemaLimits.for_context(4096, 16)
-"""Patterns this ambiguous are not run by Python's `re` on model output (they could backtrack for ever)."""
 
 
 class ChatAgent:
@@ -81,9 +79,8 @@ class ChatAgent:
             if repaired is not None:
                 usage = Usage(usage.prompt_tokens + repaired.usage.prompt_tokens,
                               usage.completion_tokens + repaired.usage.completion_tokens)
-                again, still = validate_calls(repaired.tool_calls, specs, options)
-                if not still:
-                    calls, problems, result = again, [], repaired
+                calls, problems = validate_calls(repaired.tool_calls, specs, options)
+                result = repaired  # the last attempt is what comes back, as calls or as content
         if problems:
             logger.info("Tool calls that do not fit their schema came back as content: %s", "; ".join(problems))
         content = result.content
@@ -149,6 +146,24 @@ def validate_calls(
     return valid, problems
 
 
+PATTERN_TIMEOUT_S = 0.05
+"""Time one `pattern` may take on one string: a client's regex can backtrack for ever on the model's output."""
+
+
+def _bounded_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if not isinstance(instance, str):
+        return
+    try:
+        matched = regex.search(pattern, instance, timeout=PATTERN_TIMEOUT_S)
+    except TimeoutError:
+        yield jsonschema.exceptions.ValidationError(f"{pattern!r} took too long to check on {instance[:40]!r}")
+        return
+    except regex.error:
+        return  # a pattern the engine cannot read is the client's, not the model's fault
+    if matched is None:
+        yield jsonschema.exceptions.ValidationError(f"{instance[:80]!r} does not match {pattern!r}")
+
+
 def argument_problem(arguments: str, schema: dict[str, Any]) -> str | None:
     """Why `arguments` (a JSON string) do not fit `schema`, or None when they do."""
     if len(arguments) > MAX_ARGUMENT_CHARS:
@@ -160,25 +175,13 @@ def argument_problem(arguments: str, schema: dict[str, Any]) -> str | None:
     if not isinstance(value, dict):
         return "the arguments are not a JSON object"
     try:
-        check_schema(schema, param="tools", limits=_VALIDATION_LIMITS)
-        checked = schema
-    except UnsupportedRequest:
-        checked = _without_patterns(schema)
-    try:
-        validator = jsonschema.validators.validator_for(checked)(checked)
+        base = jsonschema.validators.validator_for(schema)
+        base.check_schema(schema)
+        validator = jsonschema.validators.extend(base, {"pattern": _bounded_pattern})(schema)
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-    except jsonschema.exceptions.SchemaError:
+    except (jsonschema.exceptions.SchemaError, RecursionError):
         return None  # a schema the validator cannot read is the client's, not the model's fault
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "arguments"
     return f"{where}: {error.message[:200]}"
-
-
-def _without_patterns(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {key: _without_patterns(value) for key, value in schema.items() if key not in ("pattern",
-                                                                                               "patternProperties")}
-    if isinstance(schema, list):
-        return [_without_patterns(value) for value in schema]
-    return schema

@@ -34,6 +34,8 @@ DRAFT_MAX_TOKENS = 200
 RESULT_CHARS_IN_PROMPT = 700
 """Of each result in the drafting prompt: enough for the value, small enough for a 2k context."""
 LABEL_CHARS = 80
+QUESTION_CHARS_IN_PROMPT = 1500
+"""Of the question in the model's prompts: pasted data reaches the tools through the guards, not the model."""
 _CLAUSE_SPLIT = re.compile(r"\?|;|\b(?:and|also|as well as)\b", re.IGNORECASE)
 
 PROPOSAL_SYSTEM = (
@@ -114,7 +116,8 @@ async def propose_tools(llm: LLMBackend, turn: AgentTurn, tools: Mapping[str, Ba
         "required": ["tools"], "additionalProperties": False,
     }
     listing = "\n".join(f"- {name}: {clip(tool.description.split('. ')[0], 160)}" for name, tool in tools.items())
-    messages = [ChatMessage("system", PROPOSAL_SYSTEM.format(tools=listing)), ChatMessage("user", question)]
+    messages = [ChatMessage("system", PROPOSAL_SYSTEM.format(tools=listing)),
+                ChatMessage("user", clip(question, QUESTION_CHARS_IN_PROMPT))]
     try:
         text, usage = await generate(llm, turn, messages, _options(turn, PROPOSAL_MAX_TOKENS, json_schema=schema,
                                                                     temperature=0.0))
@@ -224,7 +227,8 @@ async def draft_answer(llm: LLMBackend, turn: AgentTurn, question: str, evidence
     if evidence:
         results = "\n".join(_render_result(item, limit) for item in evidence)
         messages = [ChatMessage("system", DRAFT_SYSTEM),
-                    ChatMessage("user", f"Question: {question}\n\nTool results:\n{results}\n\nAnswer:")]
+                    ChatMessage("user", f"Question: {clip(question, QUESTION_CHARS_IN_PROMPT)}\n\n"
+                                        f"Tool results:\n{results}\n\nAnswer:")]
     else:  # nothing to check against: a plain answer, whose backend errors are the request's, as in chat
         return await generate(llm, turn, list(turn.messages), _options(turn, DRAFT_MAX_TOKENS))
     try:

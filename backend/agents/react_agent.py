@@ -210,8 +210,11 @@ class ReActAgent:
         if results:
             user += f"\n\nTool results:\n{results}"
         limit = min(turn.options.max_tokens or ANSWER_MAX_TOKENS, ANSWER_MAX_TOKENS)
-        options = GenerationOptions(max_tokens=limit, temperature=0.2 if turn.options.temperature is None else
-                                    turn.options.temperature, user=turn.options.user)
+        options = GenerationOptions(
+            max_tokens=limit, temperature=0.2 if turn.options.temperature is None else turn.options.temperature,
+            top_p=turn.options.top_p, seed=turn.options.seed, logit_bias=turn.options.logit_bias,
+            user=turn.options.user,
+        )
         return await self._generate(turn.model, [ChatMessage("system", system), ChatMessage("user", user)], options)
 
     async def _generate(

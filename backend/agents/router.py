@@ -102,6 +102,8 @@ def rule_decision(signals: Signals) -> tuple[AgentMode, float, str] | None:
             return "react", 0.95, f"one tool ({named}: {signals.reasons[0]}) with sequential steps"
         if tools[0] == "weather" and len(signals.places) >= 2:
             return "plan_execute", 0.9, f"one tool ({named}) for each of {len(signals.places)} places"
+        if signals.asks >= 2:
+            return "plan_execute", 0.9, f"one tool ({named}) for each of {signals.asks} independent asks"
         if signals.parallel_strong:
             return "plan_execute", 0.6, f"one tool ({named}) with a comparison, possibly once per thing named"
         if signals.parallel:
@@ -122,13 +124,19 @@ class Router:
     def __init__(
         self, embedder: Embedder | None, settings: Settings, llm: LLMBackend | None = None,
         documents: UserDocuments | None = None, examples: Sequence[Example] | None = None,
+        classifier: EmbeddingClassifier | None = None,
     ) -> None:
-        self._classifier = EmbeddingClassifier(embedder) if embedder is not None else None
+        """`classifier`: one already fitted (routers with other settings share it)."""
+        self._classifier = classifier or (EmbeddingClassifier(embedder) if embedder is not None else None)
         self._threshold = settings.router_confidence_threshold
         self._tiebreak_llm = llm if llm is not None and settings.router_llm_tiebreak and llm.name in CAPABLE_BACKENDS \
             else None
         self._documents = documents
         self._examples = list(examples) if examples is not None else None
+
+    @property
+    def classifier(self) -> EmbeddingClassifier | None:
+        return self._classifier
 
     async def warm_up(self) -> None:
         if self._classifier is not None and not self._classifier.ready:

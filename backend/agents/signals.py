@@ -28,7 +28,8 @@ _MATH_STRONG = re.compile(
 )
 _MATH_WEAK = re.compile(
     r"\b(limit|solve|equation|simplify|expand|factori[sz]e|factor|log|ln|sin|cos|tan|exp|percent of|"
-    r"to the power|squared|cubed|calculate|compute|evaluate|arithmetic|times|divided by|plus|minus)\b",
+    r"to the power|squared|cubed|calculate|compute|evaluate|arithmetic|times|divided by|plus|minus|multiply|"
+    r"divide|double|halve|subtract)\b",
     re.IGNORECASE,
 )
 _MATH_OPERAND = re.compile(r"\d|\b[a-z]\s*[\^=+*/-]\s*[\w(]|\bpi\b|\be\^", re.IGNORECASE)
@@ -45,6 +46,11 @@ _SQL_STATEMENT = re.compile(r"\b(select\s+[\s\S]{1,2000}?\bfrom\b|with\s+\w+\s+a
 _SQL_WORDS = re.compile(r"\b(sql|sqlite|database|db|shop data|sample data(base)?)\b", re.IGNORECASE)
 _TABLE_WORDS = re.compile(
     r"\b(" + "|".join(SAMPLE_TABLES) + r"|order items|customer|product|order|tables?|rows|columns|schema)\b",
+    re.IGNORECASE,
+)
+_SHOP_SUPERLATIVE = re.compile(
+    r"\b(most expensive|cheapest|priciest|least expensive|best[- ]selling|top[- ]selling)\s+(products?|items?)\b|"
+    r"\b(products?|items?)\b[\s\S]{0,60}?\b(most expensive|cheapest|priciest|costs? the most|costs? the least)\b",
     re.IGNORECASE,
 )
 _TABLE_QUESTION = re.compile(
@@ -112,6 +118,8 @@ class Signals:
     """Compare, both, each of…: the same tool may run once per thing named."""
     place: str | None = None
     places: tuple[str, ...] = ()
+    asks: int = 1
+    """Clauses joined by "and"/"also" that each need a tool of their own (two maths questions in one)."""
     pasted_data: str | None = None
     sql_statement: str | None = None
     document_names: tuple[str, ...] = field(default=())
@@ -135,7 +143,7 @@ def read_signals(question: str, document_names: Sequence[str] = ()) -> Signals:
         found("sql_query", "an SQL statement")
     elif _SQL_WORDS.search(words_outside_data) and _TABLE_WORDS.search(words_outside_data):
         found("sql_query", "SQL wording about a table of the sample database")
-    elif _TABLE_QUESTION.search(words_outside_data) and not pasted:
+    elif (_TABLE_QUESTION.search(words_outside_data) or _SHOP_SUPERLATIVE.search(words_outside_data)) and not pasted:
         found("sql_query", "a question about a table of the sample database")
     if pasted:
         found("data_analysis", "pasted JSON or CSV data")
@@ -161,12 +169,28 @@ def read_signals(question: str, document_names: Sequence[str] = ()) -> Signals:
     if _WIKI_WORDS.search(words_outside_data):
         found("wikipedia", "asks for Wikipedia")
     return Signals(
-        tools=tuple(tools), reasons=tuple(reasons),
+        tools=tuple(tools), reasons=tuple(reasons), asks=_independent_asks(words_outside_data, tools),
         sequential=bool(_SEQUENTIAL.search(words_outside_data)),
         parallel=bool(_PARALLEL.search(words_outside_data)),
         parallel_strong=bool(_PARALLEL_STRONG.search(words_outside_data)),
         place=place, places=tuple(places), pasted_data=pasted, sql_statement=sql, document_names=names,
     )
+
+
+_REPEATABLE = frozenset({"math_calc", "sql_query", "wikipedia", "web_search"})
+"""Tools one question may ask twice for different things; code and places are read whole."""
+_ASK_SPLIT = re.compile(r"\s*(?:,\s*)?\b(?:and also|and|also|as well as)\b\s*|\?\s+", re.IGNORECASE)
+
+
+def _independent_asks(text: str, tools: Sequence[str]) -> int:
+    """How many clauses of the question each signal a tool by themselves (1 when it is not split)."""
+    if len(tools) != 1 or tools[0] not in _REPEATABLE or len(text) > 4000:
+        return 1
+    clauses = [part for part in _ASK_SPLIT.split(text) if part and len(part.split()) >= 2]
+    if len(clauses) < 2:
+        return 1
+    asking = sum(1 for clause in clauses if read_signals(clause[:1000]).tools)
+    return max(asking, 1)
 
 
 def find_sql_statement(text: str) -> str | None:

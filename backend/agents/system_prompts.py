@@ -14,9 +14,8 @@ from backend.config import Settings
 from backend.llm.port import ChatMessage, LLMBackend
 
 MEASURED_PROMPTS: dict[str, str] = {
-    "SmolLM2-135M-Instruct.Q4_1": (
-        "You are a helpful assistant. Answer in English, briefly and factually."
-    ),
+    # 20/25 everyday questions right, against 16/25 with no prompt (greedy, 40 tokens; see the README).
+    "SmolLM2-135M-Instruct.Q4_1": "Answer the question directly in one English sentence.",
 }
 
 

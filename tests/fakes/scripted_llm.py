@@ -2,8 +2,9 @@
 
 Each generation takes the next scripted answer: a text, a `ToolCall` (or a tuple of them), an exception
 to raise, or a function of (messages, options) returning one of those. A JSON-schema-constrained
-generation returns the scripted text, which must be valid against the schema (a constrained model cannot
-answer otherwise, so a script that breaks the schema is a bug in the test). Every call is recorded.
+generation returns the scripted text, which must be valid against the schema unless `max_tokens` cuts it (a
+constrained model cannot answer otherwise, so a script that breaks the schema is a bug in the test).
+Every call is recorded.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ class ScriptedLLM:
                 yield StreamDelta(tool_calls=answer, finish_reason="tool_calls", usage=Usage(prompt_tokens, 1))
                 finished = True
                 return
-            if options.json_schema is not None:
-                jsonschema.validate(json.loads(answer), options.json_schema)
             pieces, truncated = _pieces(answer, options)
+            if options.json_schema is not None and not truncated:  # cut at max_tokens, a grammar's JSON is open
+                jsonschema.validate(json.loads(answer), options.json_schema)
             for piece in pieces:
                 if self.chunk_delay_s:
                     await asyncio.sleep(self.chunk_delay_s)
