@@ -14,9 +14,9 @@ from backend.agents.signals import read_signals
 from backend.auth.models import User
 from backend.config import Settings, load_settings
 from backend.llm.port import ChatMessage
+from backend.rag.embedder_sentence_transformers import SentenceTransformerEmbedder
 from tests.eval.router_eval import evaluate_router, load_router_queries
 from tests.fakes.scripted_llm import ScriptedLLM
-from tests.minilm_embedder import MiniLMEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="module")
 def router(settings: Settings) -> Router:
-    router = Router(MiniLMEmbedder(), settings)
+    router = Router(asyncio.run(SentenceTransformerEmbedder.load()), settings)
     asyncio.run(router.warm_up())  # the fitted classifier holds no event-loop state
     return router
 

@@ -141,8 +141,12 @@ def test_tool_history_and_unknown_extra_fields_are_accepted(client: openai.OpenA
 
 
 def test_stop_sequence_ends_the_answer_before_it(client: openai.OpenAI, model_id: str) -> None:
-    request = {"model": model_id, "messages": [{"role": "user", "content": "Count from 1 to 10, separated by commas."}],
-               "max_tokens": 40, "temperature": 0}
+    # Plain chat with the chat template's own system prompt, so neither the router nor DEFAULT_SYSTEM_PROMPT
+    # changes what this test is about: where a stop sequence cuts the same answer.
+    messages = [{"role": "system", "content": "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
+                {"role": "user", "content": "Count from 1 to 10, separated by commas."}]
+    request = {"model": model_id, "messages": messages, "max_tokens": 40, "temperature": 0,
+               "extra_body": {"mode": "chat"}}
     free = client.chat.completions.create(**request).choices[0].message.content or ""  # type: ignore[call-overload]
     assert "3" in free
     stopped = client.chat.completions.create(**request, stop=["3"]).choices[0]  # type: ignore[call-overload]

@@ -95,12 +95,16 @@ def test_backend_down_gives_503_quickly_in_the_error_shape(tmp_path: Path) -> No
 
 
 def test_failure_after_the_stream_started_is_an_error_event_the_sdk_raises(tmp_path: Path) -> None:
+    from backend.agents.port import AnswerText, RouteDecision
     from backend.api.deps import get_chat_service
-    from backend.llm.port import BackendUnavailable, StreamDelta
+    from backend.llm.port import BackendUnavailable
 
     class DiesMidStream:
-        async def stream(self, turn: object):  # type: ignore[no-untyped-def]
-            yield StreamDelta(content="partial ")
+        async def decide(self, turn: object) -> RouteDecision:
+            return RouteDecision("chat", "forced by the test", 1.0)
+
+        async def run(self, turn: object, decision: RouteDecision):  # type: ignore[no-untyped-def]
+            yield AnswerText("partial ")
             raise BackendUnavailable("backend went away")
 
     settings = make_settings(tmp_path)

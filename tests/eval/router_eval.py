@@ -35,9 +35,9 @@ def load_router_queries(path: Path = ROUTER_QUERIES) -> list[tuple[str, str]]:
 async def evaluate_router(router: Router | None = None, path: Path = ROUTER_QUERIES) -> RouterEvaluation:
     """Route every labelled query with `mode: auto`; `None` builds a router on the real MiniLM embedder."""
     if router is None:
-        from tests.minilm_embedder import MiniLMEmbedder
+        from backend.rag.embedder_sentence_transformers import SentenceTransformerEmbedder
 
-        router = Router(MiniLMEmbedder(), Settings())
+        router = Router(await SentenceTransformerEmbedder.load(), Settings())
         await router.warm_up()
     evaluation = RouterEvaluation()
     for query, expected in load_router_queries(path):
