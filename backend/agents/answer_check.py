@@ -262,7 +262,8 @@ def _compose_one(question: str, item: Evidence) -> str:
         if not chunks:
             return item.text
         best = chunks[0]
-        return f'"{_best_sentence(question, best)}" {best.label}'
+        sentence = _best_sentence(question, best)
+        return f'"{sentence}" {best.label_for(sentence)}'
     if item.tool == "weather":
         return "\n".join(item.text.splitlines()[:2])
     if item.tool == "wikipedia":

@@ -42,6 +42,20 @@ class CitedChunk:
     text: str
     page_start: int | None = None
     page_end: int | None = None
+    page_breaks: tuple[int, ...] = ()
+    """Where the later pages of a chunk crossing a page break begin in `text`."""
+
+    def label_for(self, quote: str) -> str:
+        """The label of the one page `quote` is on (`[report.pdf p.4]`), else the chunk's label."""
+        if self.page_start is None or not self.page_breaks:
+            return self.label
+        at = self.text.find(quote)
+        if at < 0:
+            at = self.text.casefold().find(quote.casefold())
+        if at < 0:
+            return self.label
+        page = self.page_start + sum(1 for start in self.page_breaks if start <= at)
+        return f"[{self.filename} p.{page}]"
 
     @property
     def label(self) -> str:
@@ -67,7 +81,7 @@ class CitedChunk:
     @classmethod
     def from_scored(cls, number: int | None, scored: ScoredChunk) -> CitedChunk:
         record = scored.record
-        return cls(number, record.filename, record.text, record.page_start, record.page_end)
+        return cls(number, record.filename, record.text, record.page_start, record.page_end, record.page_breaks)
 
     @classmethod
     def from_tool_data(cls, index: int, item: Mapping[str, Any]) -> CitedChunk | None:
@@ -78,9 +92,11 @@ class CitedChunk:
         start = item.get("page_start", item.get("page"))
         end = item.get("page_end", start)
         number = item.get("source", index)
+        breaks = item.get("page_breaks") or ()
         return cls(
             number if isinstance(number, int) else index, filename, text,
             start if isinstance(start, int) else None, end if isinstance(end, int) else None,
+            tuple(offset for offset in breaks if isinstance(offset, int)) if isinstance(breaks, list | tuple) else (),
         )
 
 
@@ -138,9 +154,11 @@ def verify(answer: str, chunks: Sequence[CitedChunk]) -> CitationReport:
         quote = quoted["quote"] if quoted else None
         supported = [c for c in candidates if quote is not None and c.holds(quote)]
         out.append(answer[position:match.start()])
-        if supported:
-            out.append(shown if not label.isdigit() else supported[0].label)
-            verified.append(shown if not label.isdigit() else supported[0].label)
+        if supported and quote is not None:
+            # Written as the server knows it: the file and the one page the quote is on.
+            exact = supported[0].label_for(quote.strip(" \"'.,;:"))
+            out.append(exact)
+            verified.append(exact)
         elif quote is None and list(candidates):
             out.append(shown)  # a bare reference to a retrieved chunk: kept, but it proves nothing
         else:

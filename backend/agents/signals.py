@@ -66,7 +66,8 @@ _DATA_WORDS = re.compile(
 )
 _DOCUMENT_WORDS = re.compile(
     r"\b(my|our|the uploaded|uploaded|attached)\s+(files?|uploads?|documents?|docs?|pdfs?|notes|reports?|"
-    r"papers?|contracts?|manuals?|slides?)\b|\bin (my|the) (file|document|pdf|upload)s?\b|\bi uploaded\b",
+    r"papers?|contracts?|manuals?|handbooks?|guides?|polic(?:y|ies)|invoices?|statements?|slides?|"
+    r"spreadsheets?)\b|\bin (my|the) (file|document|pdf|upload)s?\b|\bi uploaded\b",
     re.IGNORECASE,
 )
 _WEATHER_WORDS = re.compile(
@@ -125,6 +126,15 @@ class Signals:
     document_names: tuple[str, ...] = field(default=())
 
 
+def _names_document(filename: str, text: str) -> bool:
+    """`budget.csv` is named by "budget.csv", and by "budget" as a word when the stem is long enough to mean it."""
+    lowered = text.lower()
+    if filename and filename.lower() in lowered:
+        return True
+    stem = filename.rsplit(".", 1)[0].lower()
+    return len(stem) >= 4 and re.search(rf"\b{re.escape(stem)}\b", lowered) is not None
+
+
 def read_signals(question: str, document_names: Sequence[str] = ()) -> Signals:
     """The deterministic signals of one question; `document_names` are the user's own file names."""
     text = question[:MAX_SCAN_CHARS]
@@ -147,7 +157,7 @@ def read_signals(question: str, document_names: Sequence[str] = ()) -> Signals:
         found("sql_query", "a question about a table of the sample database")
     if pasted:
         found("data_analysis", "pasted JSON or CSV data")
-    names = tuple(name for name in document_names if name and name.lower() in words_outside_data.lower())
+    names = tuple(name for name in document_names if _names_document(name, words_outside_data))
     if names:
         found("rag_retrieval", f"names the user's document {names[0]}")
     elif _DOCUMENT_WORDS.search(words_outside_data):

@@ -19,4 +19,5 @@ def record_from_json(value: dict[str, Any]) -> ChunkRecord:
         char_start=int(value["char_start"]), char_end=int(value["char_end"]),
         page_start=None if value.get("page_start") is None else int(value["page_start"]),
         page_end=None if value.get("page_end") is None else int(value["page_end"]),
+        page_breaks=tuple(int(offset) for offset in value.get("page_breaks") or ()),
     )

@@ -63,10 +63,14 @@ def chunk_document(
         for start, end in locate_pieces(section, pieces, chunk_overlap):
             char_start, char_end = section_start + start, section_start + end
             index = len(records)
+            page_start = locator.page_of(char_start) if locator else None
+            page_end = locator.page_of(char_end - 1) if locator else None
+            breaks = () if page_start is None or page_end is None else tuple(
+                document.pages[page - 1][0] - char_start for page in range(page_start + 1, page_end + 1)
+            )
             records.append(ChunkRecord(
                 chunk_id=f"{file_id}:{index}", file_id=file_id, filename=filename, chunk_index=index,
                 text=document.text[char_start:char_end], char_start=char_start, char_end=char_end,
-                page_start=locator.page_of(char_start) if locator else None,
-                page_end=locator.page_of(char_end - 1) if locator else None,
+                page_start=page_start, page_end=page_end, page_breaks=breaks,
             ))
     return records

@@ -35,6 +35,9 @@ class ChunkRecord:
     page_start: int | None = None
     page_end: int | None = None
     """1-based pages the chunk spans (PDF); None for formats without pages."""
+    page_breaks: tuple[int, ...] = ()
+    """Where pages `page_start + 1` .. `page_end` begin in `text` (offsets into it), so a quote from a chunk
+    that crosses a page break is cited with the one page it is on."""
 
 
 @dataclass(frozen=True)

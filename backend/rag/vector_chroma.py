@@ -47,6 +47,8 @@ def _metadata(record: ChunkRecord) -> dict[str, str | int]:
         values["page_start"] = record.page_start
     if record.page_end is not None:
         values["page_end"] = record.page_end
+    if record.page_breaks:  # metadata values are scalars
+        values["page_breaks"] = ",".join(str(offset) for offset in record.page_breaks)
     return values
 
 
@@ -58,6 +60,7 @@ def _record(chunk_id: str, text: str | None, metadata: Any) -> ChunkRecord:
         char_start=int(metadata["char_start"]), char_end=int(metadata["char_end"]),
         page_start=None if page_start is None else int(page_start),
         page_end=None if page_end is None else int(page_end),
+        page_breaks=tuple(int(offset) for offset in str(metadata.get("page_breaks") or "").split(",") if offset),
     )
 
 

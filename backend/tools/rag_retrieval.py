@@ -64,6 +64,7 @@ def _metadata(chunk: ScoredChunk) -> dict[str, Any]:
     return {
         "file_id": record.file_id, "filename": record.filename, "chunk_id": record.chunk_id,
         "chunk_index": record.chunk_index, "page_start": record.page_start, "page_end": record.page_end,
+        "page_breaks": list(record.page_breaks),
         "char_start": record.char_start, "char_end": record.char_end, "score": chunk.score,
     }
 

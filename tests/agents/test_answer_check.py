@@ -159,3 +159,18 @@ def test_a_scored_chunk_of_the_rag_port_is_cited_by_file_and_pages() -> None:
     assert chunk.label == "[report.pdf p.5]"
     assert chunk.holds("parts and labour") is True
     assert chunk.holds("labour") is False  # too short to prove anything
+
+
+CROSSING_TEXT = "Invoices are due in 30 days.\n\nLate fees are 2% per month."
+CROSSING = documents([{"source": 1, "filename": "terms.pdf", "page_start": 3, "page_end": 4, "chunk_index": 2,
+                       "page_breaks": [CROSSING_TEXT.index("Late")], "score": 0.8, "text": CROSSING_TEXT}])
+
+
+def test_a_quote_from_a_chunk_crossing_pages_is_cited_with_the_page_it_is_on() -> None:
+    composed = compose_answer("How much are the late fees?", [CROSSING])
+    written, removed = verify_citations('"Late fees are 2% per month." [terms.pdf p.3]', [CROSSING])
+    first_page, _ = verify_citations('"Invoices are due in 30 days." [1]', [CROSSING])
+
+    assert composed == '"Late fees are 2% per month." [terms.pdf p.4]'
+    assert (written, removed) == ('"Late fees are 2% per month." [terms.pdf p.4]', ())  # the wrong page corrected
+    assert first_page == '"Invoices are due in 30 days." [terms.pdf p.3]'

@@ -41,6 +41,10 @@ def test_every_chunk_is_its_exact_span_of_the_document_text_with_the_pages_it_to
     assert chunks[-1].page_end == 6 and chunks[-1].char_end == len(document.text)
     crossing = [chunk for chunk in chunks if chunk.page_end != chunk.page_start]
     assert crossing and all(chunk.page_end == chunk.page_start + 1 for chunk in crossing)
+    for chunk in chunks:  # where each later page begins inside the chunk, so a quote is cited with its own page
+        assert len(chunk.page_breaks) == (chunk.page_end or 0) - (chunk.page_start or 0)
+        for page, offset in enumerate(chunk.page_breaks, start=(chunk.page_start or 0) + 1):
+            assert chunk.text[offset:].startswith(f"p{page}w0 ")
     for previous, following in itertools.pairwise(chunks):
         assert following.char_start > previous.char_start
         if previous.page_end == following.page_start:  # within a page the splitter overlaps consecutive chunks

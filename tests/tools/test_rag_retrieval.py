@@ -86,11 +86,11 @@ async def test_best_passages_come_first_as_numbered_sources_naming_file_pages_an
     assert [(s.title, s.metadata) for s in result.sources] == [
         ("[1] terms.pdf pp.3-4, chunk 3", {
             "source": 1, "file_id": "f1", "filename": "terms.pdf", "chunk_id": "f1:3", "chunk_index": 3,
-            "page_start": 3, "page_end": 4, "char_start": 2600, "char_end": 2627, "score": 0.91,
+            "page_start": 3, "page_end": 4, "page_breaks": [], "char_start": 2600, "char_end": 2627, "score": 0.91,
         }),
         ("[2] terms.pdf p.3, chunk 2", {
             "source": 2, "file_id": "f1", "filename": "terms.pdf", "chunk_id": "f1:2", "chunk_index": 2,
-            "page_start": 3, "page_end": 3, "char_start": 1800, "char_end": 1828, "score": 0.42,
+            "page_start": 3, "page_end": 3, "page_breaks": [], "char_start": 1800, "char_end": 1828, "score": 0.42,
         }),
     ]
     assert [(item["source"], item["text"]) for item in result.data] == [
