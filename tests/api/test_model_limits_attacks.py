@@ -198,7 +198,8 @@ async def test_a_user_past_their_share_gets_429_while_another_user_is_served(cap
     _, token = new_user_token(server, admin_token(server))
     other = str(create_api_key(server, token)["key"])
     model = httpx.get(f"{server.v1}/models", headers=server.headers(), timeout=30).json()["data"][0]["id"]
-    endless = {"model": model, "max_tokens": 1500, "logit_bias": {"0": -100, "1": -100, "2": -100},
+    # Plain chat (no router, no agent): this is about the model queue's per-user share.
+    endless = {"model": model, "max_tokens": 1500, "logit_bias": {"0": -100, "1": -100, "2": -100}, "mode": "chat",
                "messages": [{"role": "user", "content": "Write a very long essay about the sea."}]}
     async with httpx.AsyncClient(base_url=server.v1, timeout=60) as http:
         async def ask(credential: str, body: dict[str, Any]) -> httpx.Response:
