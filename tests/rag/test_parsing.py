@@ -195,7 +195,9 @@ def test_a_parse_that_hangs_is_killed_at_the_timeout(tmp_path: Path) -> None:
     started = time.monotonic()
     with pytest.raises(ParseTimeout, match="1 s"):
         parse(tmp_path, "hang.txt", b"anything", "text", limits, worker="tests.rag.hanging_parse_worker")
-    assert 1.0 <= time.monotonic() - started < 5
+    waited_s = time.monotonic() - started
+    assert waited_s >= 1.0, "the worker was given its whole time"
+    assert waited_s < 5, "and then killed, not waited for"
     assert _worker_processes() == []
 
 

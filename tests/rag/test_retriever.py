@@ -66,7 +66,9 @@ async def test_a_question_finds_the_chunk_and_page_that_answer_it(
 
     assert hits[0].record.chunk_id == "manual:2"
     assert (hits[0].record.page_start, hits[0].record.filename) == (3, "manual.pdf")
-    assert 1 <= len(hits) <= 3  # only chunks above the minimum cosine or sharing a keyword
+    # only chunks above the minimum cosine or sharing a keyword: not all of the corpus, but the best one
+    assert len(hits) >= 1
+    assert len(hits) <= 3
     assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
 
 
