@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 
 from backend.rag.chunk_records import record_from_json, record_to_json
 from backend.rag.ports import ChunkRecord, ScoredChunk
+from backend.rag.user_state_cache import FileStamp, UserLocks, UserStateCache, file_stamp
 from backend.storage.json_store import JsonStore
 from backend.storage.layout import DataLayout
 
@@ -37,18 +35,10 @@ class _UserKeywords:
     records: list[ChunkRecord]
     tokenizer: Any
     retriever: Any
-    stamp: tuple[int, int, int] | None
+    stamp: FileStamp | None
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    return (status.st_ino, status.st_mtime_ns, status.st_size)
-
-
-def _build(records: list[ChunkRecord], stamp: tuple[int, int, int] | None) -> _UserKeywords:
+def _build(records: list[ChunkRecord], stamp: FileStamp | None) -> _UserKeywords:
     if not records:
         return _UserKeywords(records, None, None, stamp)
     tokenizer = bm25s.tokenization.Tokenizer(lower=True, stopwords="en")
@@ -64,41 +54,24 @@ class Bm25KeywordIndex:
     def __init__(self, layout: DataLayout, store: JsonStore, cached_users: int = CACHED_USERS) -> None:
         self._layout = layout
         self._store = store
-        self._cached_users = cached_users
-        self._cache: OrderedDict[str, _UserKeywords] = OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._cache: UserStateCache[_UserKeywords] = UserStateCache(cached_users)
+        self._lock = UserLocks()
 
     def _path(self, username: str) -> Path:
         return self._layout.user_vectors_dir(username) / "bm25" / CHUNKS_FILE
 
-    def _lock(self, username: str) -> asyncio.Lock:
-        lock = self._locks.get(username)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[username] = lock
-        return lock
-
-    def _remember(self, username: str, state: _UserKeywords) -> None:
-        with self._cache_lock:
-            self._cache[username] = state
-            self._cache.move_to_end(username)
-            while len(self._cache) > self._cached_users:
-                self._cache.popitem(last=False)
-
     def _current(self, username: str) -> _UserKeywords:
         """The user's index as on disk now (another worker process may have changed it); blocking."""
         path = self._path(username)
-        stamp = _stamp(path)
-        with self._cache_lock:
-            cached = self._cache.get(username)
+        stamp = file_stamp(path)
+        cached = self._cache.get(username)
         if cached is not None and cached.stamp == stamp:
-            self._remember(username, cached)
+            self._cache.put(username, cached)
             return cached
         data = self._store.load(path) if stamp is not None else None
         records = [record_from_json(value) for value in (data or {}).get("chunks", [])]
         state = _build(records, stamp)
-        self._remember(username, state)
+        self._cache.put(username, state)
         return state
 
     def _change(self, username: str, edit: Any) -> Any:
@@ -114,8 +87,7 @@ class Bm25KeywordIndex:
         self._store.modify(path, change, default=lambda: None)
         # Rebuilt from the file just written; the stamp is taken before reading so a later write by
         # another process is seen as a change, never hidden behind ours.
-        with self._cache_lock:
-            self._cache.pop(username, None)
+        self._cache.forget(username)
         self._current(username)
         return outcome[0]
 
@@ -174,8 +146,7 @@ class Bm25KeywordIndex:
         def run() -> None:
             self._store.remove(path)
             shutil.rmtree(path.parent, ignore_errors=True)
-            with self._cache_lock:
-                self._cache.pop(username, None)
+            self._cache.forget(username)
 
         async with self._lock(username):
             await asyncio.to_thread(run)

@@ -15,9 +15,6 @@ import contextlib
 import logging
 import os
 import shutil
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +25,7 @@ import numpy as np
 
 from backend.rag.chunk_records import record_from_json, record_to_json
 from backend.rag.ports import ChunkRecord, ScoredChunk, Vectors
+from backend.rag.user_state_cache import FileStamp, UserLocks, UserStateCache, file_stamp
 from backend.storage.json_store import JsonStore, write_atomically
 from backend.storage.layout import DataLayout
 
@@ -51,16 +49,8 @@ class _UserIndex:
     records: dict[int, ChunkRecord] = field(default_factory=dict)
     next_id: int = 0
     generation: int = 0
-    stamp: tuple[int, int, int] | None = None
-    """(inode, mtime_ns, size) of chunks.json when loaded; another process's write changes it."""
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    return (status.st_ino, status.st_mtime_ns, status.st_size)
+    stamp: FileStamp | None = None
+    """The stamp of chunks.json when loaded; another process's write changes it."""
 
 
 class FaissVectorStore:
@@ -74,38 +64,14 @@ class FaissVectorStore:
         self._layout = layout
         self._store = store
         self.dimensions = dimensions
-        self._cached_users = cached_users
-        self._indexes: OrderedDict[str, _UserIndex] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache: UserStateCache[_UserIndex] = UserStateCache(cached_users)
         # One user's operations queue here; other users' run beside them.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._lock = UserLocks()
 
     # --- paths and state
 
     def _folder(self, username: str) -> Path:
         return self._layout.user_vectors_dir(username) / "faiss"
-
-    def _lock(self, username: str) -> asyncio.Lock:
-        lock = self._locks.get(username)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[username] = lock
-        return lock
-
-    def _cached(self, username: str) -> _UserIndex | None:
-        with self._cache_lock:
-            return self._indexes.get(username)
-
-    def _remember(self, username: str, state: _UserIndex) -> None:
-        with self._cache_lock:
-            self._indexes[username] = state
-            self._indexes.move_to_end(username)
-            while len(self._indexes) > self._cached_users:
-                self._indexes.popitem(last=False)
-
-    def _forget(self, username: str) -> None:
-        with self._cache_lock:
-            self._indexes.pop(username, None)
 
     def _empty(self) -> _UserIndex:
         return _UserIndex(index=faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimensions)))
@@ -129,10 +95,10 @@ class FaissVectorStore:
         folder = self._folder(username)
         meta_path = folder / META_FILE
         for attempt in range(RELOAD_ATTEMPTS):
-            stamp = _stamp(meta_path)
-            cached = self._cached(username)
+            stamp = file_stamp(meta_path)
+            cached = self._cache.get(username)
             if cached is not None and cached.stamp == stamp:
-                self._remember(username, cached)
+                self._cache.put(username, cached)
                 return cached
             if stamp is None:
                 state = self._empty()
@@ -151,7 +117,7 @@ class FaissVectorStore:
                         raise
                     continue
             state.stamp = stamp
-            self._remember(username, state)
+            self._cache.put(username, state)
             return state
         raise AssertionError("unreachable")
 
@@ -180,7 +146,7 @@ class FaissVectorStore:
         try:
             self._store.modify(meta_path, save, default=lambda: None)
         except BaseException:
-            self._forget(username)  # the in-memory copy may hold the change that was not saved
+            self._cache.forget(username)  # the in-memory copy may hold the change that was not saved
             for path in written:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -188,12 +154,12 @@ class FaissVectorStore:
         # Not stat()ed here: another process may write between our rename and a stat; the next read
         # parses chunks.json once and keeps this index if the generation is still ours.
         states[0].stamp = None
-        self._remember(username, states[0])
+        self._cache.put(username, states[0])
         self._remove_orphans(folder, keep=written[0].name)
         return outcome[0]
 
     def _current_for_write(self, username: str, folder: Path, meta: Any) -> _UserIndex:
-        cached = self._cached(username)
+        cached = self._cache.get(username)
         if meta is None:
             state = self._empty()
         elif cached is not None and cached.generation == int(meta["generation"]):
@@ -286,8 +252,7 @@ class FaissVectorStore:
         async with self._lock(username):
             if folder.is_dir():
                 await asyncio.to_thread(remove)
-            self._forget(username)
+            self._cache.forget(username)
 
     async def aclose(self) -> None:
-        with self._cache_lock:
-            self._indexes.clear()
+        self._cache.clear()

@@ -107,7 +107,7 @@ async def test_only_the_most_recent_users_indexes_stay_in_memory(tmp_path: Path)
         await index.add(name, chunks(name, [f"{name} writes about Lyon."]))
         await index.search(name, "Lyon", 1)
 
-    assert list(index._cache) == ["ben", "cat"]
+    assert index._cache.users() == ["ben", "cat"]
     # An evicted user's index is rebuilt from disk on their next search, with the same answer.
     assert [hit.record.chunk_id for hit in await index.search("ann", "Lyon", 1)] == ["ann:0"]
-    assert list(index._cache) == ["cat", "ann"]
+    assert index._cache.users() == ["cat", "ann"]

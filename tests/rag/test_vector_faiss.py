@@ -110,7 +110,7 @@ async def test_only_the_most_recent_users_indexes_stay_in_memory(tmp_path: Path)
     for number, name in enumerate(("ann", "ben", "cat")):
         await store.add(name, records(name, 1), matrix[number : number + 1])
 
-    assert list(store._indexes) == ["ben", "cat"]
+    assert store._cache.users() == ["ben", "cat"]
     # An evicted user's index is read back from disk at their next search, with the same answer.
     assert [hit.record.chunk_id for hit in await store.search("ann", matrix[0], 1)] == ["ann:0"]
-    assert list(store._indexes) == ["cat", "ann"]
+    assert store._cache.users() == ["cat", "ann"]
