@@ -8,6 +8,8 @@ WORKDIR /app
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt .
+# A portable llama.cpp build (AVX2), as the Makefile's: the image runs on machines other than the builder.
+ENV CMAKE_ARGS=-DGGML_NATIVE=OFF
 RUN pip install --no-cache-dir -r requirements.txt
 COPY backend backend
 COPY data/samples data/samples

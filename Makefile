@@ -3,6 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# llama.cpp is compiled for any x86-64 with AVX2, not for this CPU alone: a native build turns on AMX and
+# AVX-512 paths that crash on the first decode on some hosts (seen on a Sapphire Rapids VM), and a build
+# cached here must also run elsewhere. Set CMAKE_ARGS yourself for CUDA, Metal or a native build.
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_ARGS
 
 .PHONY: run test install bench eval lint clean
 
@@ -18,10 +23,9 @@ $(STAMP): requirements.txt | $(PY)
 
 install: $(STAMP)
 
+# The UI server starts the API server as its child and stops it with itself (Ctrl-C or SIGTERM).
 run: install
-	$(PY) run_backend.py & BACKEND=$$!; \
-	trap 'kill $$BACKEND 2>/dev/null' EXIT INT TERM; \
-	$(PY) run_frontend.py
+	$(PY) run_frontend.py --with-backend
 
 test: install
 	$(PY) -m pytest

@@ -1,13 +1,20 @@
 """Serve the web UI and forward its API calls to the backend, so the browser talks to one origin.
 
-`python run_frontend.py [--port P] [--backend URL]`; defaults from FRONTEND_PORT and SERVER_HOST/PORT.
-Streams are forwarded chunk by chunk, so chat answers appear as they are generated.
+`python run_frontend.py [--port P] [--backend URL] [--with-backend]`; defaults from FRONTEND_PORT and
+SERVER_HOST/PORT. Streams are forwarded chunk by chunk, so chat answers appear as they are generated.
+With `--with-backend` (what `make run` does) it also starts `run_backend.py` as its child and owns it:
+Ctrl-C or SIGTERM stops both and exits 0; if the API server dies, the UI says so and stops too.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +35,7 @@ from backend.api.http_protocol import slow_client_protocol
 from backend.api.security_headers import PAGE_CSP, SecurityHeadersMiddleware
 from backend.config import Settings, SettingsError, load_settings
 from backend.logging_setup import configure_logging
+from backend.storage.layout import DataLayout
 
 FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
 FORWARDED_PREFIXES = ("v1", "api", "health", "ready")
@@ -94,10 +102,100 @@ def create_frontend_app(
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
 
 
+class ApiServerChild:
+    """`run_backend.py` as a child of the UI server: started first, watched, stopped last.
+
+    It runs in its own session, so a Ctrl-C reaches this process only and the two stop in order (the UI
+    first, then the API server it forwards to); the kernel stops it too should this process be killed.
+    """
+
+    STOP_TIMEOUT_S = 30
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve().parent / "run_backend.py")],
+            start_new_session=True, preexec_fn=_stop_when_parent_dies,
+        )
+
+    def wait_until_healthy(self, stop_requested: threading.Event, timeout_s: float = 600) -> bool:
+        """True once /health answers; False if the child exits, a stop is asked for, or it takes too long."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not stop_requested.is_set() and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.settings.backend_url()}/health", timeout=2).status_code == 200:
+                    return True
+            except httpx.TransportError:
+                pass
+            stop_requested.wait(0.2)
+        return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(self.STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _stop_when_parent_dies() -> None:
+    """In the child before exec: SIGTERM when the UI server's process ends, however it ends (Linux)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _watch_stop_signals() -> threading.Event:
+    """SIGINT and SIGTERM set the event instead of raising. uvicorn handles them while it serves and raises
+    them again after its shutdown; landing here, they end the program with exit 0 rather than a traceback."""
+    stop_requested = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stop_requested.set())
+    return stop_requested
+
+
+def _serve_with_backend(settings: Settings, server: uvicorn.Server) -> int:
+    stop_requested = _watch_stop_signals()
+    child = ApiServerChild(settings)
+    try:
+        if not child.wait_until_healthy(stop_requested):
+            if stop_requested.is_set():
+                return 0
+            print(f"The API server did not start (exit code {child.process.poll()}); see its log above.",
+                  file=sys.stderr, flush=True)
+            return 1
+        password_file = DataLayout(settings.data_dir).initial_admin_password_file
+        print(f"Open http://{_browser_host(settings.server_host)}:{settings.frontend_port} in a browser.", flush=True)
+        if password_file.exists():
+            print(f"First sign-in: user '{settings.admin_username}', password in {password_file}", flush=True)
+        print("Stop both servers with Ctrl-C.", flush=True)
+        died = threading.Event()
+
+        def watch_child() -> None:
+            code = child.process.wait()
+            if not server.should_exit and not stop_requested.is_set():
+                print(f"The API server stopped (exit code {code}); stopping the web UI.", file=sys.stderr, flush=True)
+                died.set()
+                server.should_exit = True
+
+        threading.Thread(target=watch_child, daemon=True).start()
+        server.run()
+        return 1 if died.is_set() else 0
+    finally:
+        child.stop()
+
+
+def _browser_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Web UI for the local LLM server")
     parser.add_argument("--port", type=int, help="port (overrides FRONTEND_PORT)")
     parser.add_argument("--backend", help="API server URL (default: from SERVER_HOST/SERVER_PORT)")
+    parser.add_argument("--with-backend", action="store_true",
+                        help="also start the API server (run_backend.py) and stop it with this one")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(**({"frontend_port": args.port} if args.port else {}))
@@ -108,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     backend_url = args.backend or settings.backend_url()
     print(f"Web UI on http://{settings.server_host}:{settings.frontend_port} (API at {backend_url})", flush=True)
     app = create_frontend_app(backend_url, settings.max_request_mb, settings.max_upload_mb)
-    uvicorn.run(app, host=settings.server_host, port=settings.frontend_port,
-                http=slow_client_protocol(settings), **SERVER_OPTIONS)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.server_host, port=settings.frontend_port,
+                                           http=slow_client_protocol(settings), **SERVER_OPTIONS))
+    if args.with_backend:
+        return _serve_with_backend(settings, server)
+    _watch_stop_signals()
+    server.run()
     return 0
 
 

@@ -178,6 +178,8 @@ async def _build_accounts(settings: Settings, documents: DocumentService) -> _Ac
         allow_signup=settings.allow_signup,
     )
     return _Accounts(
-        auth=auth, users=users, conversations=ConversationService(conversation_repository, user_repository),
+        auth=auth, users=users, conversations=ConversationService(
+            conversation_repository, user_repository, record_all_requests=settings.record_all_requests
+        ),
         rate_limiter=RequestRateLimiter(settings.rate_limit_rpm), layout=layout, user_repository=user_repository,
     )

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         1_000_000, ge=1000, le=100_000_000,
         description="Characters of all message contents of one chat request at most (also the cap on its tools' JSON).",
     )
+    record_all_requests: bool = Field(
+        False,
+        description="Record every chat call as a conversation. Off: only calls that name a session (`session_id`, "
+        "`X-Session-Id`) are recorded, so SDK scripts and UIs' title/tag calls do not fill the history.",
+    )
     max_tools: int = Field(128, ge=1, le=10_000, description="Tool definitions one chat request may hold at most.")
 
     # --- LLM backends

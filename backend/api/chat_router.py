@@ -52,13 +52,14 @@ async def chat_completions(
     ] = None,
 ) -> JSONResponse | StreamingResponse:
     body.check_supported()
-    # The exchange is recorded in the user's session (someone else's id answers 404 before any work).
+    # Recorded in the session the request names (someone else's id answers 404 before any work); a request
+    # naming none is recorded only with RECORD_ALL_REQUESTS.
     session = await conversations.open_session(user, body.session_id or x_session_id)
-    session_field = {"session_id": session.session_id}
+    session_field = {"session_id": session.session_id} if session else {}
     turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode,
                     user=user)
     decision = await chat.decide(turn)
-    headers = {"X-Session-Id": session.session_id, "X-Agent-Mode": decision.mode}
+    headers = {"X-Agent-Mode": decision.mode, **({"X-Session-Id": session.session_id} if session else {})}
     if not body.stream:
         try:
             outcome = await _unless_client_leaves(request, chat.complete(turn, decision))

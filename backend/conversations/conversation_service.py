@@ -135,16 +135,24 @@ class SessionPage:
 
 
 class ConversationService:
-    def __init__(self, repository: ConversationRepository, accounts: AccountDirectory) -> None:
+    def __init__(
+        self, repository: ConversationRepository, accounts: AccountDirectory, *, record_all_requests: bool = False
+    ) -> None:
         self._repository = repository
         self._accounts = accounts
+        self._record_all_requests = record_all_requests
 
     # --- recording chat completions
 
-    async def open_session(self, user: User, requested: str | None) -> OpenSession:
-        """The session this request records into: the requested one if it is the user's or new, else 404."""
+    async def open_session(self, user: User, requested: str | None) -> OpenSession | None:
+        """The session this request records into: the requested one if it is the user's or new, else 404.
+
+        A request that names no session is answered without being recorded (None), unless every request is
+        (RECORD_ALL_REQUESTS): clients such as Open WebUI send their own title and tag calls, and SDK scripts
+        make many one-off calls; each stored as a conversation would flood the history and the disk.
+        """
         if not requested:
-            return OpenSession(user, new_session_id(), utc_now_iso())
+            return OpenSession(user, new_session_id(), utc_now_iso()) if self._record_all_requests else None
         if not is_valid_session_id(requested):
             raise InvalidInput(
                 "session_id must be 1-128 letters, digits, '_' or '-', starting with a letter or digit.",
@@ -159,13 +167,15 @@ class ConversationService:
         return OpenSession(user, requested, utc_now_iso())
 
     async def record_exchange(
-        self, session: OpenSession, messages: Sequence[ChatMessage], reply: AssistantTurn | None
+        self, session: OpenSession | None, messages: Sequence[ChatMessage], reply: AssistantTurn | None
     ) -> None:
         """Append the request's new messages (stamped with its arrival) and the reply, in one locked write.
 
         Nothing is recorded for an account deleted meanwhile (a stream can outlive its user): deleting
         an account removes its conversations, and a file written afterwards would be left behind.
         """
+        if session is None:
+            return
         if not await self._accounts.account_exists(session.user):
             logger.info("Not recording session %s: its account no longer exists", session.session_id)
             return
@@ -195,7 +205,7 @@ class ConversationService:
             logger.info("Removed session %s: its account was deleted while it was recorded", session.session_id)
 
     def stream_recorder(
-        self, session: OpenSession, messages: Sequence[ChatMessage], model: str, mode: str, reason: str = "",
+        self, session: OpenSession | None, messages: Sequence[ChatMessage], model: str, mode: str, reason: str = "",
         confidence: float | None = None,
     ) -> StreamRecorder:
         """Collects a streamed reply; its `finish()` records the request and the reply together."""

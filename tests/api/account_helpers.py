@@ -69,13 +69,16 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     return dict(error)
 
 
-def chat(server: RunningServer, credential: str, content: str, **extra: Any) -> httpx.Response:
+def chat(server: RunningServer, credential: str, content: str, *, record: bool = True, **extra: Any) -> httpx.Response:
+    """One chat call; with `record` (as the web UI does) it names a new session unless it names one already."""
     body: dict[str, Any] = {
         "model": model_of(server, credential), "messages": [{"role": "user", "content": content}], "max_tokens": 3,
     }
     headers = bearer(credential)
     headers.update(extra.pop("headers", {}))
     body.update(extra)
+    if record and "session_id" not in body and "X-Session-Id" not in headers:
+        headers["X-Session-Id"] = f"test-{uuid.uuid4().hex}"
     return httpx.post(f"{server.v1}/chat/completions", json=body, headers=headers, timeout=60)
 
 

@@ -52,7 +52,7 @@ def test_a_streamed_react_answer_shows_its_steps_as_reasoning_then_the_answer(
 def test_a_non_streamed_agent_answer_carries_agent_trace_and_header(server: RunningServer, model_id: str) -> None:
     _, token = new_user_token(server, admin_token(server))
     response = httpx.post(f"{server.v1}/chat/completions", headers=bearer(token), timeout=120, json={
-        "model": model_id, "max_tokens": 48,
+        "model": model_id, "max_tokens": 48, "session_id": "customers-count",
         "messages": [{"role": "user", "content": "How many customers are in the database?"}],
     })
     assert response.status_code == 200, response.text
@@ -157,7 +157,8 @@ def test_a_client_leaving_mid_run_stops_the_agent_and_records_what_it_did(
     _, token = new_user_token(server, admin_token(server))
     body = {"model": model_id, "stream": True, "mode": "react", "max_tokens": 256, "temperature": 1.0,
             "logit_bias": {"0": -100, "1": -100, "2": -100},
-            "messages": [{"role": "user", "content": "What is 2^10? Then write a long essay about it."}]}
+            "messages": [{"role": "user", "content": "What is 2^10? Then write a long essay about it."}],
+            "session_id": "essay-after-a-tool"}
     with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=bearer(token), timeout=120) as r:
         assert r.status_code == 200
         session_id = r.headers["X-Session-Id"]

@@ -29,7 +29,8 @@ def test_sdk_chats_with_a_new_key_and_fails_with_authentication_error_once_revok
     with openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0, timeout=60) as sdk:
         model = sdk.models.list().data[0].id
         raw = sdk.chat.completions.with_raw_response.create(
-            model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=5
+            model=model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=5,
+            extra_body={"session_id": "key-hello"},
         )
         completion = raw.parse()
         assert completion.choices[0].message.content

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.account_helpers import (
     admin_token,
@@ -16,7 +17,7 @@ from tests.api.account_helpers import (
     model_of,
     new_user_token,
 )
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, ServerThread, credential_for, make_settings
 
 
 def _session(server: RunningServer, token: str, session_id: str) -> dict[str, Any]:
@@ -25,12 +26,14 @@ def _session(server: RunningServer, token: str, session_id: str) -> dict[str, An
     return dict(response.json())
 
 
-def test_a_completion_is_recorded_in_a_new_session_named_by_header_and_body(server: RunningServer) -> None:
+def test_a_completion_naming_a_new_session_is_recorded_and_the_id_comes_back_in_header_and_body(
+    server: RunningServer,
+) -> None:
     username, token = new_user_token(server, admin_token(server))
-    response = chat(server, token, "What is the capital of France?")
+    response = chat(server, token, "What is the capital of France?", headers={"X-Session-Id": "capitals-1"})
     assert response.status_code == 200
     session_id = response.headers["X-Session-Id"]
-    assert response.json()["session_id"] == session_id and len(session_id) >= 32
+    assert session_id == "capitals-1" and response.json()["session_id"] == session_id
     reply = response.json()["choices"][0]["message"]["content"]
 
     session = _session(server, token, session_id)
@@ -44,6 +47,34 @@ def test_a_completion_is_recorded_in_a_new_session_named_by_header_and_body(serv
     on_disk = json.loads((server.settings.data_dir / "conversations" / f"{session_id}.json").read_text())
     assert on_disk["user_id"] == username
     assert on_disk["session_id"] == session_id and on_disk["created_at"] and on_disk["updated_at"]
+
+
+def test_a_completion_naming_no_session_is_answered_and_not_stored(server: RunningServer) -> None:
+    _, token = new_user_token(server, admin_token(server))
+    plain = chat(server, token, "One-off question", record=False)
+    streamed = chat(server, token, "Another one-off", record=False, stream=True)
+    assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"]
+    assert "X-Session-Id" not in plain.headers and "session_id" not in plain.json()
+    assert streamed.status_code == 200 and "data: [DONE]" in streamed.text
+    assert "X-Session-Id" not in streamed.headers and '"session_id"' not in streamed.text
+    listed = httpx.get(f"{server.base_url}/api/sessions", headers=bearer(token), timeout=30).json()
+    assert listed["total"] == 0
+
+
+def test_with_record_all_requests_every_call_is_kept_in_a_new_unguessable_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    settings = make_settings(tmp_path_factory.mktemp("audit"), record_all_requests=True)
+    with ServerThread(settings) as base_url:
+        audited = RunningServer(base_url, settings, credential_for(base_url, settings))
+        first = chat(audited, audited.api_key, "Audited one", record=False)
+        second = chat(audited, audited.api_key, "Audited two", record=False)
+        ids = [first.headers["X-Session-Id"], second.headers["X-Session-Id"]]
+        assert ids[0] != ids[1] and all(len(session_id) >= 32 for session_id in ids)
+        assert first.json()["session_id"] == ids[0]
+        token = admin_token(audited)
+        listed = httpx.get(f"{base_url}/api/sessions", headers=bearer(token), timeout=30).json()
+        assert {item["session_id"] for item in listed["data"]} == set(ids)
 
 
 def test_follow_ups_in_the_same_session_append_only_the_new_turns(server: RunningServer) -> None:
@@ -85,7 +116,7 @@ def test_an_invalid_session_id_is_a_400_naming_it(server: RunningServer) -> None
 def test_a_stream_is_recorded_when_it_ends_and_every_chunk_carries_the_session(server: RunningServer) -> None:
     _, token = new_user_token(server, admin_token(server))
     body = {"model": model_of(server, token), "messages": [{"role": "user", "content": "Count to three."}],
-            "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}}
+            "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}, "session_id": "counting-1"}
     text = ""
     with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=bearer(token), timeout=60) as r:
         session_id = r.headers["X-Session-Id"]
@@ -104,7 +135,7 @@ def test_a_stream_abandoned_by_the_client_records_what_was_generated(server: Run
     _, token = new_user_token(server, admin_token(server))
     body = {
         "model": model_of(server, token), "stream": True, "max_tokens": 1500, "temperature": 1.0,
-        "messages": [{"role": "user", "content": "Write a very long essay about rivers."}],
+        "messages": [{"role": "user", "content": "Write a very long essay about rivers."}], "session_id": "rivers-1",
         "logit_bias": {"0": -100, "1": -100, "2": -100},  # no end-of-turn: only the disconnect ends it
     }
     received = ""
@@ -129,6 +160,7 @@ def test_a_stream_still_running_when_its_user_is_deleted_leaves_no_conversation(
     body = {
         "model": model_of(server, token), "stream": True, "max_tokens": 1500, "temperature": 1.0,
         "messages": [{"role": "user", "content": "Write a very long essay about mountains."}],
+        "session_id": "mountains-1",
         "logit_bias": {"0": -100, "1": -100, "2": -100},  # no end-of-turn: the stream runs until we leave
     }
     with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=bearer(token), timeout=60) as r:

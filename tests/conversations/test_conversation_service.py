@@ -81,8 +81,32 @@ def test_new_session_ids_are_unguessable_and_distinct() -> None:
     assert all(len(session_id) >= 32 for session_id in ids)
 
 
-async def test_an_exchange_records_inputs_reply_mode_tools_and_title(service: ConversationService) -> None:
+async def test_a_request_naming_no_session_is_not_recorded(service: ConversationService, tmp_path: Path) -> None:
     session = await service.open_session(ALICE, None)
+    assert session is None
+    await service.record_exchange(session, [ChatMessage("user", "a one-off call")], _reply("ok"))
+    recorder = service.stream_recorder(session, [ChatMessage("user", "a streamed one")], "m", "chat")
+    await recorder.finish()
+    assert (await service.list_sessions(ALICE, 10, 0)).total == 0
+    assert not list(tmp_path.glob("conversations/*.json"))
+
+
+async def test_with_record_all_requests_an_unnamed_request_gets_a_new_unguessable_session(
+    users: UserRepository, tmp_path: Path
+) -> None:
+    service = ConversationService(
+        ConversationRepository(JsonStore(tmp_path), DataLayout(tmp_path)), users, record_all_requests=True
+    )
+    first, second = await service.open_session(ALICE, None), await service.open_session(ALICE, None)
+    assert first is not None and second is not None
+    assert first.session_id != second.session_id and len(first.session_id) >= 32
+    await service.record_exchange(first, [ChatMessage("user", "audited")], _reply("ok"))
+    assert [item.session_id for item in (await service.list_sessions(ALICE, 10, 0)).items] == [first.session_id]
+
+
+async def test_an_exchange_records_inputs_reply_mode_tools_and_title(service: ConversationService) -> None:
+    session = await service.open_session(ALICE, "sums")
+    assert session is not None
     messages = [ChatMessage("system", "be brief"), ChatMessage("user", "What is 2+2?")]
     await service.record_exchange(session, messages, _reply("4", tools_used=["math_calc"]))
     stored = await service.get_session(ALICE, session.session_id)
