@@ -53,6 +53,7 @@ def create_frontend_app(
     backend_url: str,
     max_request_mb: int = Settings.model_fields["max_request_mb"].default,
     max_upload_mb: int = Settings.model_fields["max_upload_mb"].default,
+    frontend_dir: Path = FRONTEND_DIR,
 ) -> Starlette:
     client = httpx.AsyncClient(base_url=backend_url, timeout=httpx.Timeout(600, connect=5))
 
@@ -83,10 +84,12 @@ def create_frontend_app(
                                  background=BackgroundTask(upstream.aclose))
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    # `/api` and `/api/...`, never `/api.js`: a page file whose name begins like a prefix stays the page's.
     routes: list[BaseRoute] = [
-        Route(f"/{prefix}{{path:path}}", forward, methods=methods) for prefix in FORWARDED_PREFIXES
+        Route(path, forward, methods=methods)
+        for prefix in FORWARDED_PREFIXES for path in (f"/{prefix}", f"/{prefix}/{{path:path}}")
     ]
-    routes.append(Mount("/", StaticFiles(directory=FRONTEND_DIR, html=True)))
+    routes.append(Mount("/", StaticFiles(directory=frontend_dir, html=True)))
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

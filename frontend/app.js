@@ -1,159 +1,183 @@
-// The web UI: sign in, pick a model, chat with streamed answers. Talks to the same origin,
-// which run_frontend.py (or nginx) forwards to the API server.
-"use strict";
+// The page's entry point: sign-in, the views and panels, the sidebar toggle on narrow screens, and
+// wiring the modules (chat, sessions, documents, account, admin) together.
 
-const state = { token: sessionStorage.getItem("token"), sessionId: null, history: [], busy: false };
-const $ = (id) => document.getElementById(id);
+import { initAccount, hideNewKey, refreshKeys } from "./account.js";
+import { initAdmin, refreshUsers, setAdminUser } from "./admin.js";
+import { ApiError, errorMessage, requestJson, setToken, token, whenSignInExpires } from "./http.js";
+import {
+  currentSessionId, forget, initChat, newChat, onConversationChange, openSession, rememberedSessionId,
+  renameCurrent, stop,
+} from "./chat.js";
+import { initDocuments, refreshDocuments } from "./documents.js";
+import { $ } from "./dom.js";
+import { initSessions, markActive, refreshSessions, resetSessions } from "./sessions.js";
+import { hideToast, showError } from "./toast.js";
 
-function authHeaders() {
-  return state.token ? { Authorization: `Bearer ${state.token}` } : {};
+let user = null;
+
+function showView(name) {
+  $("login-view").hidden = name !== "login";
+  $("app-view").hidden = name !== "app";
 }
 
-async function errorMessage(response) {
-  try {
-    const body = await response.json();
-    return body.error?.message || response.statusText;
-  } catch {
-    return `${response.status} ${response.statusText}`;
+function showPanel(name) {
+  for (const panel of ["chat", "documents", "account", "admin"]) $(`panel-${panel}`).hidden = panel !== name;
+  for (const button of document.querySelectorAll("nav .nav")) {
+    button.toggleAttribute("aria-current", button.dataset.panel === name);
+    if (button.dataset.panel === name) button.setAttribute("aria-current", "page");
   }
+  if (name === "documents") refreshDocuments();
+  if (name === "account") refreshKeys();
+  if (name === "admin") refreshUsers();
+  closeSidebar();
 }
 
-function show(view) {
-  $("login-view").hidden = view !== "login";
-  $("chat-view").hidden = view !== "chat";
+function openSidebar() {
+  document.body.classList.add("sidebar-open");
+  $("scrim").hidden = false;
+  $("sidebar-toggle").setAttribute("aria-expanded", "true");
+}
+
+function closeSidebar() {
+  document.body.classList.remove("sidebar-open");
+  $("scrim").hidden = true;
+  $("sidebar-toggle").setAttribute("aria-expanded", "false");
+}
+
+function signedOut(message) {
+  stop();
+  user = null;
+  setToken(null);
+  hideNewKey();
+  resetSessions();
+  newChat();
+  hideToast();
+  $("login-notice").textContent = message || "";
+  $("login-notice").hidden = !message;
+  showView("login");
+  $("login-form").username.focus();
+}
+
+async function loadModels() {
+  const { data } = await requestJson("/v1/models");
+  // The embedding model is listed for /v1/embeddings clients; it cannot chat.
+  const chatModels = data.filter((model) => model.owned_by !== "local-embeddings");
+  const previous = localStorage.getItem("model");
+  $("model").replaceChildren(...chatModels.map((model) => new Option(model.id, model.id)));
+  if (previous && chatModels.some((model) => model.id === previous)) $("model").value = previous;
+}
+
+async function enter() {
+  try {
+    user = await requestJson("/api/auth/me");
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 401)) {
+      showView("login");
+      $("login-error").textContent = error.message;
+    }
+    return;
+  }
+  $("whoami").textContent = `${user.username} (${user.role})`;
+  $("account-name").textContent = user.username;
+  $("account-role").textContent = user.role;
+  $("nav-admin").hidden = user.role !== "admin";
+  setAdminUser(user);
+  showView("app");
+  showPanel("chat");
+  const work = [loadModels(), refreshSessions()];
+  const remembered = rememberedSessionId();
+  if (remembered) work.push(openSession(remembered));
+  for (const result of await Promise.allSettled(work)) {
+    if (result.status === "rejected" && result.reason?.status !== 401) showError(result.reason.message);
+  }
+  markActive(currentSessionId());
+  $("prompt").focus();
 }
 
 async function signIn(event) {
   event.preventDefault();
-  const form = new FormData(event.target);
+  const form = event.target;
   $("login-error").textContent = "";
-  const response = await fetch("/api/auth/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
-  });
+  $("login-notice").hidden = true;
+  let response;
+  try {
+    response = await fetch("/api/auth/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: form.username.value, password: form.password.value }),
+    });
+  } catch {
+    $("login-error").textContent = "The server cannot be reached. Check that it is running.";
+    return;
+  }
   if (!response.ok) {
     $("login-error").textContent = await errorMessage(response);
     return;
   }
   const body = await response.json();
-  state.token = body.access_token;
-  sessionStorage.setItem("token", state.token);
-  await enterChat();
+  setToken(body.access_token);
+  form.password.value = "";
+  await enter();
 }
 
-function signOut() {
-  state.token = null;
-  sessionStorage.removeItem("token");
-  newChat();
-  show("login");
-}
-
-async function enterChat() {
-  const me = await fetch("/api/auth/me", { headers: authHeaders() });
-  if (me.status === 401) return signOut();
-  if (me.ok) {
-    const user = await me.json();
-    $("whoami").textContent = `${user.username} (${user.role})`;
-  }
-  const models = await fetch("/v1/models", { headers: authHeaders() });
-  if (!models.ok) {
-    $("chat-error").textContent = await errorMessage(models);
-  } else {
-    const { data } = await models.json();
-    // The embedding model is listed for /v1/embeddings clients; it cannot chat.
-    const chatModels = data.filter((m) => m.owned_by !== "local-embeddings");
-    $("model").replaceChildren(...chatModels.map((m) => new Option(m.id, m.id)));
-  }
-  show("chat");
-  $("prompt").focus();
-}
-
-function addMessage(role, text) {
-  const element = document.createElement("div");
-  element.className = `message ${role}`;
-  element.textContent = text;
-  $("messages").append(element);
-  element.scrollIntoView({ block: "end" });
-  return element;
-}
-
-function newChat() {
-  state.sessionId = null;
-  state.history = [];
-  $("messages").replaceChildren();
-  $("chat-error").textContent = "";
-}
-
-// Reads an OpenAI SSE stream: `data: <json>` events, ended by `data: [DONE]`.
-async function* sseEvents(response) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let boundary;
-    while ((boundary = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, boundary);
-      buffer = buffer.slice(boundary + 2);
-      const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-      if (!data) continue;
-      if (data === "[DONE]") return;
-      yield JSON.parse(data);
+/** The server records an answer just after its stream ends: look again until the session is listed. */
+async function refreshUntilListed(id, attempts = 8) {
+  for (let attempt = 0; attempt < attempts; attempt += 1) {
+    try {
+      const listed = await refreshSessions();
+      markActive(currentSessionId());
+      if (listed.has(id)) {
+        if (id === currentSessionId()) renameCurrent(id, listed.get(id));
+        return;
+      }
+    } catch {
+      return;
     }
+    await new Promise((resolve) => setTimeout(resolve, 250 * (attempt + 1)));
   }
 }
 
-async function send(event) {
-  event.preventDefault();
-  const text = $("prompt").value.trim();
-  if (!text || state.busy) return;
-  state.busy = true;
-  $("send").disabled = true;
-  $("chat-error").textContent = "";
-  $("prompt").value = "";
-  addMessage("user", text);
-  state.history.push({ role: "user", content: text });
-  const bubble = addMessage("assistant", "");
-  try {
-    const headers = { "Content-Type": "application/json", ...authHeaders() };
-    if (state.sessionId) headers["X-Session-Id"] = state.sessionId;
-    const response = await fetch("/v1/chat/completions", {
-      method: "POST",
-      headers,
-      body: JSON.stringify({
-        model: $("model").value, messages: state.history, stream: true, mode: $("mode").value,
-      }),
-    });
-    if (response.status === 401) return signOut();
-    if (!response.ok) throw new Error(await errorMessage(response));
-    state.sessionId = response.headers.get("X-Session-Id") || state.sessionId;
-    let answer = "";
-    for await (const chunk of sseEvents(response)) {
-      if (chunk.error) throw new Error(chunk.error.message);
-      answer += chunk.choices?.[0]?.delta?.content || "";
-      bubble.textContent = answer;
-      bubble.scrollIntoView({ block: "end" });
-    }
-    state.history.push({ role: "assistant", content: answer });
-  } catch (error) {
-    bubble.remove();
-    state.history.pop();
-    $("chat-error").textContent = error.message;
-  } finally {
-    state.busy = false;
-    $("send").disabled = false;
-    $("prompt").focus();
+function start() {
+  whenSignInExpires(signedOut);
+  initChat();
+  initDocuments();
+  initAccount({ signOut: () => signedOut("") });
+  initAdmin();
+  initSessions({
+    open: (id) => {
+      showPanel("chat");
+      openSession(id).catch((error) => showError(error.message));
+    },
+    renamed: renameCurrent,
+    deleted: forget,
+  });
+  onConversationChange((id, { refresh } = {}) => {
+    // A stream that ends after "New chat" reports its own id: the highlight follows the open one.
+    markActive(currentSessionId());
+    if (refresh) refreshUntilListed(id);
+  });
+  $("login-form").addEventListener("submit", signIn);
+  $("new-chat").addEventListener("click", () => {
+    showPanel("chat");
+    newChat();
+  });
+  for (const button of document.querySelectorAll("nav .nav")) {
+    button.addEventListener("click", () => showPanel(button.dataset.panel));
   }
+  $("sidebar-toggle").addEventListener("click", () => {
+    if (document.body.classList.contains("sidebar-open")) closeSidebar(); else openSidebar();
+  });
+  $("scrim").addEventListener("click", closeSidebar);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closeSidebar();
+  });
+  $("model").addEventListener("change", () => localStorage.setItem("model", $("model").value));
+  $("mode").value = localStorage.getItem("mode") || "auto";
+  $("mode").addEventListener("change", () => localStorage.setItem("mode", $("mode").value));
+  const maxTokens = localStorage.getItem("maxTokens");
+  if (maxTokens) $("max-tokens").value = maxTokens;
+  $("max-tokens").addEventListener("change", () => localStorage.setItem("maxTokens", $("max-tokens").value));
+  if (token()) enter(); else showView("login");
 }
 
-$("login-form").addEventListener("submit", signIn);
-$("chat-form").addEventListener("submit", send);
-$("prompt").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey) $("chat-form").requestSubmit();
-});
-$("new-chat").addEventListener("click", newChat);
-$("sign-out").addEventListener("click", signOut);
-if (state.token) enterChat(); else show("login");
+start();

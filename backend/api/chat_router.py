@@ -156,6 +156,9 @@ async def _sse(
                 break
         if writer.include_usage:
             yield writer.usage(usage)
+        # Recorded before [DONE], so a client that lists its sessions as soon as the stream ends finds it.
+        await events.aclose()
+        await recorder.finish()
         yield SSE_DONE
     except LLMError as error:
         yield sse_event(api_error_from_llm(error).body())
@@ -181,7 +184,9 @@ def _chunks(writer: ChunkWriter, event: AgentEvent, recorder: StreamRecorder, de
         trace, sources = trace_json(event.trace), sources_json(event.sources)
         recorder.agent_done(event.iterations, trace, sources, event.tools_used)
         chunks = writer.delta(StreamDelta(tool_calls=event.tool_calls)) if event.tool_calls else []
-        chunks.append(writer.finish(event.finish_reason, {"agent": agent_json(decision, event), "sources": sources}))
+        chunks.append(writer.finish(event.finish_reason, {
+            "agent": agent_json(decision, event), "agent_trace": trace, "sources": sources,
+        }))
         return chunks
     line = reasoning_line(event)
     if line is None:

@@ -49,6 +49,23 @@ def test_a_streamed_react_answer_shows_its_steps_as_reasoning_then_the_answer(
     assert kinds.index("content") > max(i for i, kind in enumerate(kinds) if kind == "reasoning")
 
 
+def test_a_streamed_agent_answers_last_chunk_carries_the_trace_and_the_turn_is_recorded_by_done(
+    server: RunningServer, model_id: str
+) -> None:
+    _, token = new_user_token(server, admin_token(server))
+    body = {"model": model_id, "stream": True, "max_tokens": 48, "session_id": "streamed-trace",
+            "messages": [{"role": "user", "content": "What is the integral of x^2 from 0 to 3?"}]}
+    with httpx.stream("POST", f"{server.v1}/chat/completions", json=body, headers=bearer(token), timeout=120) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    last = next(chunk for chunk in reversed(chunks) if chunk.get("agent_trace"))
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert any(step["tool"] == "math_calc" and step["ok"] for step in last["agent_trace"])
+    # No waiting: the stream ended with [DONE], so the turn is already kept.
+    turn = httpx.get(f"{server.base_url}/api/sessions/streamed-trace", headers=bearer(token)).json()["messages"][-1]
+    assert turn["role"] == "assistant" and turn["steps"] == last["agent_trace"]
+    assert turn["sources"] == last["sources"]
+
+
 def test_a_non_streamed_agent_answer_carries_agent_trace_and_header(server: RunningServer, model_id: str) -> None:
     _, token = new_user_token(server, admin_token(server))
     response = httpx.post(f"{server.v1}/chat/completions", headers=bearer(token), timeout=120, json={

@@ -40,8 +40,24 @@ def ui(server: RunningServer) -> Iterator[str]:
 def test_serves_the_ui(ui: str) -> None:
     page = httpx.get(f"{ui}/")
     assert page.status_code == 200 and "Sign in" in page.text
-    script = httpx.get(f"{ui}/app.js")
+    assert '<script type="module" src="app.js">' in page.text
+    script = httpx.get(f"{ui}/chat.js")
     assert script.status_code == 200 and "chat/completions" in script.text
+    assert script.headers["content-type"].startswith("text/javascript")
+
+
+def test_page_files_named_like_an_api_prefix_are_served_not_forwarded(tmp_path: Path) -> None:
+    """`/api.js` is the page's file; `/api` and `/api/...` go to the API server (here: none, so 502)."""
+    for prefix in ("api", "v1", "health", "ready"):
+        (tmp_path / f"{prefix}.js").write_text(f"// {prefix}")
+    for served in _serve(create_frontend_app("http://127.0.0.1:9", frontend_dir=tmp_path)):
+        for prefix in ("api", "v1", "health", "ready"):
+            page_file = httpx.get(f"{served}/{prefix}.js")
+            assert (page_file.status_code, page_file.text) == (200, f"// {prefix}")
+            forwarded = httpx.get(f"{served}/{prefix}/anything")
+            assert forwarded.status_code == 502
+            assert forwarded.json()["error"]["code"] == "backend_unreachable"
+        assert httpx.get(f"{served}/health").status_code == 502
 
 
 def test_forwards_streamed_chat_intact(ui: str, server: RunningServer, model_id: str) -> None:
