@@ -168,11 +168,6 @@ def _serve_with_backend(settings: Settings, server: uvicorn.Server) -> int:
             print(f"The API server did not start (exit code {child.process.poll()}); see its log above.",
                   file=sys.stderr, flush=True)
             return 1
-        password_file = DataLayout(settings.data_dir).initial_admin_password_file
-        print(f"Open http://{_browser_host(settings.server_host)}:{settings.frontend_port} in a browser.", flush=True)
-        if password_file.exists():
-            print(f"First sign-in: user '{settings.admin_username}', password in {password_file}", flush=True)
-        print("Stop both servers with Ctrl-C.", flush=True)
         died = threading.Event()
 
         def watch_child() -> None:
@@ -182,15 +177,30 @@ def _serve_with_backend(settings: Settings, server: uvicorn.Server) -> int:
                 died.set()
                 server.should_exit = True
 
+        def watch_stop_request() -> None:  # a signal that came before uvicorn took over its handling
+            stop_requested.wait()
+            server.should_exit = True
+
         threading.Thread(target=watch_child, daemon=True).start()
+        threading.Thread(target=watch_stop_request, daemon=True).start()
+        threading.Thread(target=_announce_once_serving, args=(settings, server), daemon=True).start()
         server.run()
         return 1 if died.is_set() else 0
     finally:
         child.stop()
 
 
-def _browser_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+def _announce_once_serving(settings: Settings, server: uvicorn.Server) -> None:
+    """The address to open, printed once the UI server listens (not before: the page would not load yet)."""
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    password_file = DataLayout(settings.data_dir).initial_admin_password_file
+    print(f"Open http://{settings.local_host()}:{settings.frontend_port} in a browser.", flush=True)
+    if password_file.exists():
+        print(f"First sign-in: user '{settings.admin_username}', password in {password_file}", flush=True)
+    print("Stop both servers with Ctrl-C.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -306,10 +306,13 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    def local_host(self) -> str:
+        """SERVER_HOST as this machine reaches it: a bind-to-all address means loopback here."""
+        return "127.0.0.1" if self.server_host in ("0.0.0.0", "::", "") else self.server_host
+
     def backend_url(self) -> str:
         """Where the UI server reaches the API server."""
-        host = "127.0.0.1" if self.server_host in ("0.0.0.0", "::", "") else self.server_host
-        return f"http://{host}:{self.server_port}"
+        return f"http://{self.local_host()}:{self.server_port}"
 
     def resolved_model_path(self) -> Path | None:
         """The GGUF the embedded backend loads: the setting, else the bundled SmolLM2."""
