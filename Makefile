@@ -21,7 +21,13 @@ $(STAMP): requirements.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+# llama.cpp's llama-server, compiled once per machine from the pinned source (backend/llm/llama_server_build.py)
+# and cached under ~/.cache; a fresh clone on the same machine copies it in a second.
+ENGINE := $(VENV)/bin/llama-server
+$(ENGINE): $(STAMP) backend/llm/llama_server_build.py
+	$(PY) -m backend.llm.llama_server_build
+
+install: $(STAMP) $(ENGINE)
 
 # The UI server starts the API server as its child and stops it with itself (Ctrl-C or SIGTERM).
 run: install

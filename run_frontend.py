@@ -9,7 +9,6 @@ Ctrl-C or SIGTERM stops both and exits 0; if the API server dies, the UI says so
 from __future__ import annotations
 
 import argparse
-import ctypes
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from backend.api.http_protocol import slow_client_protocol
 from backend.api.security_headers import PAGE_CSP, SecurityHeadersMiddleware
 from backend.config import Settings, SettingsError, load_settings
 from backend.logging_setup import configure_logging
+from backend.process_lifetime import stop_when_parent_dies
 from backend.storage.layout import DataLayout
 
 FRONTEND_DIR = Path(__file__).resolve().parent / "frontend"
@@ -118,7 +118,7 @@ class ApiServerChild:
         self.settings = settings
         self.process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve().parent / "run_backend.py")],
-            start_new_session=True, preexec_fn=_stop_when_parent_dies,
+            start_new_session=True, preexec_fn=stop_when_parent_dies,
         )
 
     def wait_until_healthy(self, stop_requested: threading.Event, timeout_s: float = 600) -> bool:
@@ -141,12 +141,6 @@ class ApiServerChild:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def _stop_when_parent_dies() -> None:
-    """In the child before exec: SIGTERM when the UI server's process ends, however it ends (Linux)."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _watch_stop_signals() -> threading.Event:

@@ -6,6 +6,7 @@ Built once at start-up (`load_settings`) and passed in; no other module reads `o
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,7 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backend.auth.models import USERNAME_REGEX
 
-LLMBackendName = Literal["auto", "llamacpp", "ollama", "openai"]
+LLMBackendName = Literal["auto", "llamacpp", "llamacpp-inprocess", "ollama", "openai"]
 EmbeddingBackendName = Literal["sentence_transformers", "ollama"]
 VectorDBName = Literal["faiss", "chroma"]
 
@@ -86,7 +87,10 @@ class Settings(BaseSettings):
 
     # --- LLM backends
     llm_backend: LLMBackendName = Field(
-        "auto", description="`auto` (Ollama if it answers within 2 s, else embedded), `llamacpp`, `ollama`, `openai`."
+        "auto",
+        description="`auto` (Ollama if it answers within 2 s, else embedded), `llamacpp` (the embedded model in a "
+        "supervised llama-server), `llamacpp-inprocess` (the embedded model through llama-cpp-python, one "
+        "request at a time), `ollama`, `openai`.",
     )
     ollama_host: str = Field("http://127.0.0.1:11434", description="Base URL of the Ollama server.")
     ollama_model: str = Field("llama3.1:8b", description="Default Ollama model.")
@@ -96,6 +100,14 @@ class Settings(BaseSettings):
     llamacpp_n_ctx: int = Field(4096, ge=256, le=131072, description="Context window of the embedded model, in tokens.")
     llamacpp_threads: int | None = Field(
         None, ge=1, le=256, description="CPU threads for the embedded model; default: half the cores."
+    )
+    llamacpp_parallel: int = Field(
+        2, ge=1, le=64,
+        description="Requests the embedded llama-server generates at once (its slots, batched together); each "
+        "slot has a context of LLAMACPP_N_CTX tokens.",
+    )
+    llamacpp_server_binary: Path | None = Field(
+        None, description="The llama-server to run; default: the one `make install` builds into the venv."
     )
     llamacpp_max_queue: int = Field(
         32, ge=1, le=10000, description="Requests that may wait for the embedded model before new ones get 503."
@@ -313,6 +325,11 @@ class Settings(BaseSettings):
     def backend_url(self) -> str:
         """Where the UI server reaches the API server."""
         return f"http://{self.local_host()}:{self.server_port}"
+
+    def resolved_llamacpp_threads(self) -> int:
+        """LLAMACPP_THREADS, else half the cores, as llama-cpp-python: llama.cpp's threads spin at barriers, so
+        using every core lets any other load (HTTP, tools, tests) slow generation down many times over."""
+        return self.llamacpp_threads or max((os.cpu_count() or 2) // 2, 1)
 
     def resolved_model_path(self) -> Path | None:
         """The GGUF the embedded backend loads: the setting, else the bundled SmolLM2."""

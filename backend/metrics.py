@@ -47,6 +47,17 @@ class Metrics:
             "llm_queue_depth", "Requests waiting for or using the embedded model.", registry=self.registry
         )
 
+        self.engine_running = Gauge(
+            "llama_server_running", "1 while the llama-server child answers, else 0.", registry=self.registry
+        )
+        self.engine_restarts = Counter(
+            "llama_server_restarts", "Times the llama-server child ended and was started again.",
+            registry=self.registry,
+        )
+        self.engine_slots_busy = Gauge(
+            "llama_server_slots_busy", "llama-server slots generating an answer.", registry=self.registry
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

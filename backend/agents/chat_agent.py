@@ -77,8 +77,7 @@ class ChatAgent:
         if problems and REPAIR_ATTEMPTS:
             repaired = await self._repair(turn, messages, result, problems, specs)
             if repaired is not None:
-                usage = Usage(usage.prompt_tokens + repaired.usage.prompt_tokens,
-                              usage.completion_tokens + repaired.usage.completion_tokens)
+                usage = usage + repaired.usage
                 calls, problems = validate_calls(repaired.tool_calls, specs, options)
                 result = repaired  # the last attempt is what comes back, as calls or as content
         if problems:

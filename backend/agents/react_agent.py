@@ -84,7 +84,7 @@ class ReActAgent:
         for step in range(1, self._max_iterations + 1):
             iterations = step
             proposal, used = await self._propose(turn, question, available, descriptions, trace)
-            usage = _add(usage, used)
+            usage = usage + used
             chosen = self._decide(proposal, hints, available, question, signals, evidence)
             if chosen is None:
                 yield StepStarted(step, "thought", proposal.thought)
@@ -111,7 +111,7 @@ class ReActAgent:
                                    arguments=runner.bounded_arguments(chosen.arguments), observation=observation,
                                    ok=result.ok, duration_s=duration))
         draft, used = await self._draft(turn, question, evidence)
-        usage = _add(usage, used)
+        usage = usage + used
         answer, check = final_answer(question, draft, evidence)
         if evidence and answer != draft:
             logger.info("ReAct answer composed from the results (missing %s)", ", ".join(check.missing) or "-")
@@ -243,7 +243,3 @@ def _main_input(step: TraceStep) -> str:
     arguments = step.arguments or {}
     value = arguments.get(MAIN_ARGUMENT.get(step.tool or "", ""), next(iter(arguments.values()), ""))
     return str(value)[:200]
-
-
-def _add(total: Usage, more: Usage) -> Usage:
-    return Usage(total.prompt_tokens + more.prompt_tokens, total.completion_tokens + more.completion_tokens)

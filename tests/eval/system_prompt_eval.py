@@ -42,7 +42,10 @@ async def measure(
     settings = Settings()
     path = settings.resolved_model_path()
     assert path is not None
-    llm = LlamaCppBackend(path, n_ctx=2048, n_threads=None, max_queue=4, queue_timeout_s=60, metrics=Metrics())
+    llm = LlamaCppBackend(
+        path, n_ctx=2048, n_threads=settings.resolved_llamacpp_threads(), max_queue=4, queue_timeout_s=60,
+        metrics=Metrics(),
+    )
     questions = load_questions()
     scores: dict[str, tuple[int, int, float]] = {}
     try:

@@ -45,7 +45,7 @@ async def test_a_request_abandoned_while_being_prepared_never_reaches_the_worker
     release.set()
     await asyncio.sleep(0.2)
     assert not _worker_started(backend)
-    assert backend._per_user.in_flight("alice") == 0  # the share is given back too
+    assert backend.admission.per_user.in_flight("alice") == 0  # the share is given back too
     answer = await join_stream(backend.stream_chat(backend.default_model, hi, GenerationOptions(
         max_tokens=2, user="alice")))
     assert answer.usage.completion_tokens >= 1

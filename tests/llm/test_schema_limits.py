@@ -11,8 +11,8 @@ import pytest
 
 from backend.config import bundled_model_path
 from backend.llm import llamacpp_grammar
-from backend.llm.llamacpp_adapter import longest_token_bytes
 from backend.llm.llamacpp_grammar import GrammarCompiler, GrammarPlan
+from backend.llm.llamacpp_prompt import longest_token_bytes
 from backend.llm.port import GenerationOptions, UnsupportedRequest
 from backend.llm.schema_limits import SchemaLimits, check_schema
 
