@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import re
-import threading
-from collections.abc import AsyncGenerator, AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,23 +47,18 @@ from backend.llm.port import (
     UnsupportedRequest,
     Usage,
 )
+from backend.llm.preparation import PreparationPool
 from backend.llm.schema_limits import SchemaLimits
 from backend.llm.tool_prompt import parse_tool_output
 from backend.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
-PREPARATION_THREADS = 2
-"""Threads that render prompts and convert schemas to grammars; each job is bounded (see `llamacpp_adapter`)."""
 READY_WAIT_S = 30.0
 """How long a request waits for a child that is (re)starting before it is told to retry."""
 
 _SAMPLING_DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
 """llama-cpp-python's defaults, so both engines sample alike when the request leaves a value out."""
-
-
-class _Abandoned(Exception):
-    """Raised in the preparation thread when the request went away; its result is never used."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +92,7 @@ class LlamaServerBackend:
         self.admission = Admission(max_queue=max_queue, max_queue_per_user=max_queue_per_user, metrics=metrics)
         self._queue_timeout_s = queue_timeout_s
         self._metrics = metrics
-        self._preparation = ThreadPoolExecutor(max_workers=PREPARATION_THREADS, thread_name_prefix="llama-prep")
+        self._preparation = PreparationPool("llama-prep")
         self.engine = LlamaServerProcess(launch, metrics)
         self._slots = asyncio.Semaphore(launch.parallel)
         self.slots_busy = 0
@@ -126,7 +120,7 @@ class LlamaServerBackend:
 
     async def aclose(self) -> None:
         await self.engine.aclose()
-        await asyncio.to_thread(self._preparation.shutdown, True, cancel_futures=True)
+        await self._preparation.aclose()
         await asyncio.to_thread(self._vocabulary.close)
 
     async def stream_chat(
@@ -165,25 +159,18 @@ class LlamaServerBackend:
     async def _prepare(
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None
     ) -> _Prepared:
-        abandoned = threading.Event()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._preparation, self._prepare_now, messages, options, plan, abandoned
-            )
-        finally:
-            abandoned.set()
+        """Prompt and grammar on the preparation pool; a request cancelled meanwhile never reaches the model."""
+        return await self._preparation.run(functools.partial(self._prepare_now, messages, options, plan))
 
     def _prepare_now(
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None,
-        abandoned: threading.Event,
+        still_wanted: Callable[[], None],
     ) -> _Prepared:
         rendered = prompt_messages(messages, options)
         self._prompt.check_fits(rendered, self._launch.n_ctx)
-        if abandoned.is_set():
-            raise _Abandoned
+        still_wanted()
         grammar = self.grammars.gbnf(plan) if plan is not None else None
-        if abandoned.is_set():
-            raise _Abandoned
+        still_wanted()
         prompt, template_stop = self._prompt.text(rendered)
         return _Prepared(prompt, [*options.stop, *template_stop], grammar)
 

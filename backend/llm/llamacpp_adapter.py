@@ -14,10 +14,11 @@ each user may have at most `max_queue_per_user` generations queued or running.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from backend.llm.port import (
     UnsupportedRequest,
     Usage,
 )
+from backend.llm.preparation import PreparationPool
 from backend.llm.schema_limits import SchemaLimits
 from backend.llm.tool_prompt import parse_tool_output
 from backend.metrics import Metrics
@@ -46,21 +48,12 @@ logger = logging.getLogger(__name__)
 _END = object()
 
 
-PREPARATION_THREADS = 2
-"""Threads that build grammars and count prompts. Each job is bounded (the schema limits, and a prompt
-longer than the context can hold is refused from its length before the template runs), so two suffice."""
-
-
 class _Cancelled(Exception):
     """Raised inside the worker when the consumer went away; carries the tokens generated until then."""
 
     def __init__(self, tokens: int) -> None:
         super().__init__(tokens)
         self.tokens = tokens
-
-
-class _Abandoned(Exception):
-    """Raised in the preparation thread when the request went away; its result is never used."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +84,7 @@ class LlamaCppBackend:
         self.default_model = model_path.name.removesuffix(".gguf")
         self._created = int(model_path.stat().st_mtime)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
-        self._preparation = ThreadPoolExecutor(max_workers=PREPARATION_THREADS, thread_name_prefix="llamacpp-prep")
+        self._preparation = PreparationPool("llamacpp-prep")
         self.admission = Admission(max_queue=max_queue, max_queue_per_user=max_queue_per_user, metrics=metrics)
         self._queue_timeout_s = queue_timeout_s
         self._metrics = metrics
@@ -108,7 +101,7 @@ class LlamaCppBackend:
         return BackendHealth(ok=True, backend=self.name, model=self.default_model, detail="embedded model loaded")
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._preparation.shutdown, True, cancel_futures=True)
+        await self._preparation.aclose()
         await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
         await asyncio.to_thread(self._llama.close)
 
@@ -169,29 +162,21 @@ class LlamaCppBackend:
     async def _prepare(
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None
     ) -> _Prepared:
-        """Grammar and prompt count on the preparation pool; a request cancelled meanwhile never reaches the worker."""
-        abandoned = threading.Event()
-        try:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._preparation, self._prepare_now, messages, options, plan, abandoned
-            )
-        finally:
-            abandoned.set()  # after a cancellation the thread stops at its next step; its result is dropped
+        """Prompt and grammar on the preparation pool; a request cancelled meanwhile never reaches the model."""
+        return await self._preparation.run(functools.partial(self._prepare_now, messages, options, plan))
 
     # --- inside the preparation threads
 
     def _prepare_now(
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None,
-        abandoned: threading.Event,
+        still_wanted: Callable[[], None],
     ) -> _Prepared:
         n_ctx = self._llama.n_ctx()
         rendered = prompt_messages(messages, options)
         self._prompt.check_fits(rendered, n_ctx)
-        if abandoned.is_set():
-            raise _Abandoned
+        still_wanted()
         grammar = self.grammars.build(plan) if plan is not None else None
-        if abandoned.is_set():
-            raise _Abandoned
+        still_wanted()
         text, _ = self._prompt.text(rendered)
         prompt_tokens = len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
         if prompt_tokens >= n_ctx:

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from backend.config import bundled_model_path
-from backend.llm.llamacpp_adapter import PREPARATION_THREADS, LlamaCppBackend
+from backend.llm.llamacpp_adapter import LlamaCppBackend
 from backend.llm.port import ChatMessage, GenerationOptions, UnsupportedRequest, join_stream
+from backend.llm.preparation import PREPARATION_THREADS
 from backend.metrics import Metrics
 from backend.service_errors import TooManyRequests
 
@@ -34,7 +35,7 @@ def _worker_started(backend: LlamaCppBackend) -> bool:
 async def test_a_request_abandoned_while_being_prepared_never_reaches_the_worker(backend: LlamaCppBackend) -> None:
     release = threading.Event()
     for _ in range(PREPARATION_THREADS):  # hold every preparation thread
-        backend._preparation.submit(release.wait, 10)
+        backend._preparation.executor.submit(release.wait, 10)
     hi = [ChatMessage(role="user", content="hi")]
     task = asyncio.create_task(join_stream(backend.stream_chat(backend.default_model, hi, GenerationOptions(
         max_tokens=2, user="alice"))))
