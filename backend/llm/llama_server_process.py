@@ -40,6 +40,8 @@ MAX_BACKOFF_S = 30.0
 STABLE_RUN_S = 60.0
 STOP_TIMEOUT_S = 5.0
 STDERR_LINES = 40
+STDERR_LINE_CHARS = 2000
+STDERR_CHUNK = 64 << 10
 PROMPT_CACHE_MIB = 1024
 """RAM for prompts kept beyond the slots (llama-server's `--cache-ram`, default 8 GiB), reused by later requests."""
 
@@ -154,7 +156,7 @@ class LlamaServerProcess:
             *self.launch.arguments(self.socket_path),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             # Its own session: Ctrl-C reaches the server, which stops the child after the requests in flight.
-            env=self._environment, limit=1 << 20, start_new_session=True,
+            env=self._environment, start_new_session=True,
             preexec_fn=lambda: stop_when_parent_dies(signal.SIGKILL),
         )
         self._process = process
@@ -186,11 +188,16 @@ class LlamaServerProcess:
         return False
 
     async def _read_stderr(self, process: asyncio.subprocess.Process) -> None:
+        """In chunks, not lines: a line of any length must neither stop the reading nor be held whole."""
         assert process.stderr is not None
-        async for raw in process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self.stderr_tail.append(line)
-            logger.debug("llama-server: %s", line)
+        partial = b""
+        while chunk := await process.stderr.read(STDERR_CHUNK):
+            *lines, partial = (partial + chunk).split(b"\n")
+            partial = partial[-STDERR_LINE_CHARS:]
+            for raw in lines:
+                line = raw[:STDERR_LINE_CHARS].decode("utf-8", "replace").rstrip()
+                self.stderr_tail.append(line)
+                logger.debug("llama-server: %s", line)
 
     async def _stop_child(self) -> None:
         process = self._process

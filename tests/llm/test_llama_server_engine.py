@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import httpx
 import openai
 
+from backend.llm.llama_server_process import STDERR_LINE_CHARS, EngineLaunch, LlamaServerProcess
+from backend.metrics import Metrics
 from tests.conftest import RunningServer, ServerThread, credential_for, make_settings
 
 NO_END_OF_TURN = {"0": -100, "1": -100, "2": -100}
@@ -141,3 +144,18 @@ def test_prompt_tokens_count_the_whole_prompt_and_a_repeated_prompt_is_read_from
     assert usages[0].prompt_tokens == usages[1].prompt_tokens > 5
     assert usages[1].prompt_tokens_details is not None
     assert (usages[1].prompt_tokens_details.cached_tokens or 0) >= usages[1].prompt_tokens - 1
+
+
+async def test_a_huge_line_on_the_engines_stderr_neither_stops_the_reading_nor_is_kept_whole(tmp_path: Path) -> None:
+    """A full stderr pipe would stall the child, so the reader must survive any line, keeping a bounded part."""
+    engine = LlamaServerProcess(
+        EngineLaunch(Path("/bin/false"), tmp_path / "unused.gguf", n_ctx=256, parallel=1, threads=1), Metrics()
+    )
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; sys.stderr.write('x' * 5_000_000 + '\\nafter\\n')",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    await asyncio.wait_for(engine._read_stderr(writer), 30)
+    assert await writer.wait() == 0
+    assert list(engine.stderr_tail) == ["x" * STDERR_LINE_CHARS, "after"]
+    await engine.aclose()
