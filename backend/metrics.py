@@ -36,8 +36,14 @@ class Metrics:
             "llm_prompt_tokens_total", "Prompt tokens processed by the LLM backend.",
             ["backend"], registry=self.registry,
         )
+        self.chat_guesses = Counter(
+            "router_chat_guesses_total",
+            "Plain chat started while the router's classifier decided: used (the answer was chat) or discarded.",
+            ["outcome"], registry=self.registry,
+        )
         self.generations_cancelled = Counter(
-            "llm_generations_cancelled_total", "Generations stopped early because the client went away.",
+            "llm_generations_cancelled_total",
+            "Generations stopped early: the client went away, or a guessed plain chat was not needed.",
             ["backend"], registry=self.registry,
         )
         self.active_streams = Gauge(

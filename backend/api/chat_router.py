@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, TypeVar
 
 import anyio
@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend.agents.agent_records import agent_json, sources_json, trace_json
-from backend.agents.chat_service import ChatTurn, reasoning_line
+from backend.agents.chat_service import ChatTurn, StartedTurn, reasoning_line, started_events
 from backend.agents.port import AgentEvent, AnswerText, Finished, RouteDecision
 from backend.api.deps import ChatServiceDep, ConversationServiceDep, CurrentUser, MetricsDep
 from backend.api.errors import APIError, api_error_from_llm
@@ -58,16 +58,15 @@ async def chat_completions(
     session_field = {"session_id": session.session_id} if session else {}
     turn = ChatTurn(model=body.model, messages=body.to_messages(), options=body.to_options(), mode=body.mode,
                     user=user)
-    decision = await chat.decide(turn)
-    headers = {"X-Agent-Mode": decision.mode, **({"X-Session-Id": session.session_id} if session else {})}
+    session_headers = {"X-Session-Id": session.session_id} if session else {}
     if not body.stream:
         try:
-            outcome = await _unless_client_leaves(request, chat.complete(turn, decision))
+            outcome = await _unless_client_leaves(request, chat.complete(turn))
         except ClientGone:
             return JSONResponse(
                 APIError(499, "The client closed the request.", code="client_closed_request").body(), 499
             )
-        finished = outcome.finished
+        decision, finished = outcome.decision, outcome.finished
         trace, sources = trace_json(finished.trace), sources_json(finished.sources)
         await conversations.record_exchange(session, turn.messages, AssistantTurn(
             content=outcome.content, model=body.model, mode=decision.mode, tools_used=list(finished.tools_used),
@@ -84,19 +83,13 @@ async def chat_completions(
                     "sources": sources,
                 },
             ),
-            headers=headers,
+            headers={"X-Agent-Mode": decision.mode, **session_headers},
         )
 
-    events = chat.run(turn, decision)
-    # Wait for the first event before answering 200, so an unknown model, a full queue or an
-    # unreachable backend still gets a proper HTTP error instead of an error inside the stream.
-    try:
-        first: AgentEvent | None = await anext(events)
-    except StopAsyncIteration:
-        first = None
-    except BaseException:
-        await events.aclose()
-        raise
+    # The first event comes before the 200, so an unknown model, a full queue or an unreachable
+    # backend still gets a proper HTTP error instead of an error inside the stream.
+    started = await chat.start(turn)
+    decision = started.decision
     writer = ChunkWriter(
         body.model, include_usage=bool(body.stream_options and body.stream_options.include_usage), extra=session_field
     )
@@ -104,9 +97,10 @@ async def chat_completions(
         session, turn.messages, body.model, decision.mode, decision.reason, decision.confidence
     )
     return StreamingResponse(
-        _sse(writer, first, events, metrics, recorder, decision),
+        _sse(writer, started, metrics, recorder),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Agent-Mode": decision.mode,
+                 **session_headers},
     )
 
 
@@ -135,25 +129,19 @@ async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T:
 
 
 async def _sse(
-    writer: ChunkWriter, first: AgentEvent | None, events: AsyncGenerator[AgentEvent, None], metrics: Metrics,
-    recorder: StreamRecorder, decision: RouteDecision,
+    writer: ChunkWriter, started: StartedTurn, metrics: Metrics, recorder: StreamRecorder
 ) -> AsyncIterator[str]:
-    """The SSE body. Runs until done or until the client leaves, which closes `events` and stops the agent."""
+    """The SSE body. Runs until done or until the client leaves, which closes the events and stops the agent."""
     metrics.active_streams.inc()
     usage = Usage(0, 0)
+    events = started.rest
     try:
         yield writer.role()
-        pending = [first] if first else []
-        while True:
-            for event in pending:
-                for chunk in _chunks(writer, event, recorder, decision):
-                    yield chunk
-                if isinstance(event, Finished):
-                    usage = event.usage
-            try:
-                pending = [await anext(events)]
-            except StopAsyncIteration:
-                break
+        async for event in started_events(started.first, events):
+            for chunk in _chunks(writer, event, recorder, started.decision):
+                yield chunk
+            if isinstance(event, Finished):
+                usage = event.usage
         if writer.include_usage:
             yield writer.usage(usage)
         # Recorded before [DONE], so a client that lists its sessions as soon as the stream ends finds it.

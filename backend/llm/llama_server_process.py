@@ -57,9 +57,10 @@ class EngineLaunch:
     parallel: int
     threads: int
 
-    def arguments(self, socket_path: Path) -> list[str]:
+    def arguments(self, host: str) -> list[str]:
+        """The command line; `host` is a Unix socket's path (or, for the benchmark's peer, an address)."""
         return [
-            str(self.binary), "--model", str(self.model_path), "--host", str(socket_path),
+            str(self.binary), "--model", str(self.model_path), "--host", host,
             "--ctx-size", str(self.n_ctx * self.parallel), "--parallel", str(self.parallel),
             "--threads", str(self.threads), "--threads-batch", str(self.threads),
             "--cache-ram", str(PROMPT_CACHE_MIB), "--fit", "off", "--no-webui",
@@ -80,7 +81,9 @@ class LlamaServerProcess:
             transport=httpx.AsyncHTTPTransport(uds=str(self.socket_path)),
             base_url="http://llama-server", headers={"Authorization": f"Bearer {api_key}"},
             timeout=httpx.Timeout(None, connect=5.0),  # an answer's time is bounded by max_tokens and the client
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=launch.parallel + 2),
+            # A new connection per request (on a Unix socket, a fraction of a millisecond): a kept one
+            # was at times found closed by llama-server under the next request, just after a streamed answer.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
         self._ready = asyncio.Event()
         self._closing = False
@@ -153,7 +156,7 @@ class LlamaServerProcess:
         """Start the child, mark it ready once healthy, and return when it has ended."""
         self.socket_path.unlink(missing_ok=True)  # left behind by a child that was killed
         process = await asyncio.create_subprocess_exec(
-            *self.launch.arguments(self.socket_path),
+            *self.launch.arguments(str(self.socket_path)),
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             # Its own session: Ctrl-C reaches the server, which stops the child after the requests in flight.
             env=self._environment, start_new_session=True,

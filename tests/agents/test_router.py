@@ -7,9 +7,10 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from backend.agents.router import Router, load_examples
+from backend.agents.router import CalibratedLinear, Router, load_examples
 from backend.agents.signals import read_signals
 from backend.auth.models import User
 from backend.config import Settings, load_settings
@@ -111,6 +112,20 @@ async def test_a_huge_question_is_routed_in_bounded_time(router: Router) -> None
     decision = await router.decide(ask(question), "auto")
     assert time.monotonic() - started < 3.0
     assert decision.mode == "plan_execute"
+
+
+def test_the_compiled_classifier_gives_scikit_learns_probabilities_on_unseen_vectors() -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+
+    generator = np.random.default_rng(7)
+    centres = generator.normal(size=(3, 16))
+    labels = np.repeat([0, 1, 2], 30)
+    vectors = centres[labels] + generator.normal(scale=0.8, size=(90, 16))
+    compiled = CalibratedLinear.fit(vectors, labels)
+    reference = CalibratedClassifierCV(compiled.estimator(), cv=3, method="sigmoid").fit(vectors, labels)
+    unseen = generator.normal(scale=2.0, size=(200, 16))
+    assert np.allclose(compiled.probabilities(unseen), reference.predict_proba(unseen), atol=1e-9)
+    assert np.allclose(compiled.probabilities(unseen).sum(axis=1), 1.0)
 
 
 def test_signals_find_pasted_data_sql_places_and_veto_creative_writing() -> None:

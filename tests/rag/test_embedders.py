@@ -17,6 +17,7 @@ import pytest
 from backend.config import load_settings
 from backend.rag.embedder_ollama import OllamaEmbedder
 from backend.rag.embedder_sentence_transformers import (
+    SMALL_CALL,
     EmbedderUnavailable,
     SentenceTransformerEmbedder,
     bundled_model_dir,
@@ -60,6 +61,21 @@ async def test_batching_does_not_change_the_vectors(embedder: SentenceTransforme
 
     assert np.allclose(batched, one_by_one, atol=1e-5)
     await small_batches.aclose()
+
+
+async def test_a_question_is_embedded_on_one_torch_thread_and_a_batch_on_all(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    import torch
+
+    def threads_now() -> int:  # torch's count in the embedder's own thread
+        return int(embedder._executor.submit(torch.get_num_threads).result())
+
+    everything = torch.get_num_threads()
+    await embedder.embed(["Which is better for a beginner, violin or piano?"])
+    assert threads_now() == 1  # its second thread would only spin against the model's
+    await embedder.embed([f"chunk {i} of an uploaded document" for i in range(SMALL_CALL + 1)])
+    assert threads_now() == everything
 
 
 async def test_empty_input_gives_an_empty_matrix(embedder: SentenceTransformerEmbedder) -> None:
