@@ -95,17 +95,18 @@ def test_backend_down_gives_503_quickly_in_the_error_shape(tmp_path: Path) -> No
 
 
 def test_failure_after_the_stream_started_is_an_error_event_the_sdk_raises(tmp_path: Path) -> None:
+    from backend.agents.chat_service import StartedTurn
     from backend.agents.port import AnswerText, RouteDecision
     from backend.api.deps import get_chat_service
     from backend.llm.port import BackendUnavailable
 
     class DiesMidStream:
-        async def decide(self, turn: object) -> RouteDecision:
-            return RouteDecision("chat", "forced by the test", 1.0)
+        async def start(self, turn: object) -> StartedTurn:
+            async def rest():  # type: ignore[no-untyped-def]
+                raise BackendUnavailable("backend went away")
+                yield
 
-        async def run(self, turn: object, decision: RouteDecision):  # type: ignore[no-untyped-def]
-            yield AnswerText("partial ")
-            raise BackendUnavailable("backend went away")
+            return StartedTurn(RouteDecision("chat", "forced by the test", 1.0), AnswerText("partial "), rest())
 
     settings = make_settings(tmp_path)
     thread = ServerThread(settings)
