@@ -37,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.config import bundled_model_path  # noqa: E402
+from backend.config import Settings, bundled_model_path  # noqa: E402
 from backend.llm.llama_server_build import installed_binary  # noqa: E402
 from backend.llm.llama_server_process import EngineLaunch  # noqa: E402
 
@@ -173,7 +173,7 @@ def launch(data_dir: str, threads: str, password: str) -> tuple[list[Target], li
 
 
 async def main(rounds: int) -> None:
-    threads = str(max((os.cpu_count() or 2) // 2, 1))  # our default, given to all three, for prompts too
+    threads = str(Settings().resolved_llamacpp_threads())  # our default, given to all three, for prompts too
     password = os.urandom(12).hex()
     data_dir = tempfile.mkdtemp(prefix="bench-data-")
     targets, processes = launch(data_dir, threads, password)

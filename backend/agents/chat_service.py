@@ -102,25 +102,25 @@ class ChatService:
 
     async def start(self, turn: ChatTurn) -> StartedTurn:
         """Decides the mode and waits for the agent's first event; an error before it is raised here."""
-        guessed: AsyncGenerator[AgentEvent, None] | None = None
-        guessed_first: asyncio.Task[AgentEvent] | None = None
+        guess: tuple[asyncio.Task[AgentEvent], AsyncGenerator[AgentEvent, None]] | None = None
 
         def guess_chat() -> None:
-            nonlocal guessed, guessed_first
-            guessed = self.run(turn, GUESSED_CHAT)
-            guessed_first = asyncio.ensure_future(anext(guessed))
+            nonlocal guess
+            events = self.run(turn, GUESSED_CHAT)
+            guess = (asyncio.ensure_future(anext(events)), events)
 
         try:
             decision = await self._decide(turn, guess_chat)
         except BaseException:
-            await _abandon(guessed_first, guessed)
+            if guess is not None:
+                await _abandon(*guess)
             raise
-        if guessed is not None and guessed_first is not None:
+        if guess is not None:
             used = decision.mode == "chat"
             self._metrics.chat_guesses.labels("used" if used else "discarded").inc()
             if used:
-                return await _started(decision, guessed_first, guessed)
-            await _abandon(guessed_first, guessed)
+                return await _started(decision, *guess)
+            await _abandon(*guess)
         events = self.run(turn, decision)
         return await _started(decision, anext(events), events)
 
@@ -181,10 +181,8 @@ async def _started(
         raise
 
 
-async def _abandon(first: asyncio.Task[AgentEvent] | None, events: AsyncGenerator[AgentEvent, None] | None) -> None:
+async def _abandon(first: asyncio.Task[AgentEvent], events: AsyncGenerator[AgentEvent, None]) -> None:
     """Stops a guessed chat: its pending first step is cancelled (ending its generation), then it is closed."""
-    if first is not None:
-        first.cancel()
-        await asyncio.gather(first, return_exceptions=True)  # its error, if any, is the guess's and is dropped
-    if events is not None:
-        await events.aclose()
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)  # its error, if any, is the guess's and is dropped
+    await events.aclose()
