@@ -1,17 +1,17 @@
 """This server against llama.cpp's llama-server and llama-cpp-python's server: same GGUF, threads, side by side.
 
 All three run at once on loopback with the same model, context (2048 per request) and threads; our
-server and the llama-server beside it have the same number of slots (`--parallel`). Each
-measurement is taken on one server after the other, and the lead changes every round, so drift hits
-all alike. Prints decode tokens/s, time to first token and aggregate tokens/s with 1, 4 and 8
-clients at once, and our ratios to each peer.
+server and the llama-server beside it have the same number of slots (`--parallel`). Each sample is
+taken on one server after the other, and the server that goes first changes from sample to sample,
+so the machine's drift hits all alike. Prints decode tokens/s, time to first token and aggregate
+tokens/s with 1, 4 and 8 clients at once, and our ratios to each peer.
 
 Time to first token is taken on questions none of the servers has seen, each the same for all three
 (a new chat turn: the system prompt and the start of the question come from the prompt cache, the
 rest is read). The same prompt sent again would measure llama-cpp-python's reuse of the last
 answer's logits for an identical prompt, which no new question gets.
 
-    .venv/bin/python bench/chat_overhead.py [--rounds 3]
+    .venv/bin/python bench/chat_overhead.py [--rounds 5]
 
 Targets against llama-server: decode >= 0.97x, time to first token at most +10 ms, 4 at once >= 0.9x;
 every figure ahead of llama_cpp.server.
@@ -28,11 +28,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -193,12 +196,7 @@ async def main(rounds: int) -> None:
             for target in targets:  # warm-up
                 await stream_once(client, target, 16)
             for round_number in range(rounds):
-                order = targets[round_number % 3:] + targets[:round_number % 3]  # each server leads a round
-                for target in order:
-                    try:
-                        await measure(client, target, round_number, record)
-                    except httpx.HTTPError as error:
-                        raise SystemExit(f"{target.name} failed: {error!r}; server logs in {data_dir}/logs") from error
+                await measure_round(client, targets, round_number, record, data_dir)
         report(results, threads, rounds)
     finally:
         for process in processes:
@@ -207,18 +205,40 @@ async def main(rounds: int) -> None:
             process.wait(timeout=30)
 
 
-async def measure(
-    client: httpx.AsyncClient, target: Target, round_number: int, record: Callable[[Target, str, float], None]
+async def measure_round(
+    client: httpx.AsyncClient, targets: list[Target], round_number: int,
+    record: Callable[[Target, str, float], None], data_dir: str,
 ) -> None:
-    """One round's figures of one server."""
-    _, decode, _ = await stream_once(client, target, 200)
-    record(target, "decode tokens/s", decode)
-    questions = range(TTFT_SAMPLES * round_number, TTFT_SAMPLES * (round_number + 1))
-    short_ttfts = [(await stream_once(client, target, 1, new_question(n)))[0] for n in questions]
-    record(target, "time to first token (ms)", 1000 * statistics.median(short_ttfts))
-    for concurrency in CONCURRENCY:
-        tokens_per_second = await aggregate_tokens_per_second(client, target, concurrency)
-        record(target, f"tokens/s, {concurrency} at once", tokens_per_second)
+    """One round's figures of every server, taken one server after the other for each single sample.
+
+    The machine's speed shifts by up to 40 % for seconds at a time (prompt reading at 7.6 or 12 ms a
+    token, the same process and prompt), so each sample is taken on all servers back to back, and the
+    server that goes first changes from sample to sample.
+    """
+
+    def in_turn(sample: int) -> list[Target]:
+        lead = (round_number + sample) % len(targets)
+        return targets[lead:] + targets[:lead]
+
+    async def on(target: Target, work: Awaitable[T]) -> T:
+        try:
+            return await work
+        except httpx.HTTPError as error:
+            raise SystemExit(f"{target.name} failed: {error!r}; server logs in {data_dir}/logs") from error
+
+    for target in in_turn(0):
+        record(target, "decode tokens/s", (await on(target, stream_once(client, target, 200)))[1])
+    ttfts: dict[str, list[float]] = {target.name: [] for target in targets}
+    for sample in range(TTFT_SAMPLES):
+        question = new_question(TTFT_SAMPLES * round_number + sample)
+        for target in in_turn(sample):
+            ttfts[target.name].append((await on(target, stream_once(client, target, 1, question)))[0])
+    for target in targets:
+        record(target, "time to first token (ms)", 1000 * statistics.median(ttfts[target.name]))
+    for sample, concurrency in enumerate(CONCURRENCY):
+        for target in in_turn(sample):
+            tokens_per_second = await on(target, aggregate_tokens_per_second(client, target, concurrency))
+            record(target, f"tokens/s, {concurrency} at once", tokens_per_second)
 
 
 def report(results: dict[str, dict[str, list[float]]], threads: str, rounds: int) -> None:
@@ -238,5 +258,5 @@ def report(results: dict[str, dict[str, list[float]]], threads: str, rounds: int
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     asyncio.run(main(parser.parse_args().rounds))

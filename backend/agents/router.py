@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, get_args
@@ -195,9 +195,9 @@ class Router:
 
     async def decide(
         self, messages: Sequence[ChatMessage], requested: RequestedMode, user: User | None = None,
-        meanwhile: Callable[[], None] | None = None,
+        meanwhile: Callable[[], Awaitable[None]] | None = None,
     ) -> RouteDecision:
-        """`meanwhile` is called when only the classifier can tell, and plain chat is still a possible answer."""
+        """`meanwhile` is awaited when only the classifier can tell, and plain chat is still a possible answer."""
         question = last_user_text(messages)
         names = await self._document_names(user)
         signals = read_signals(question, names)
@@ -208,14 +208,16 @@ class Router:
         logger.info("Route: %s (%.2f) because %s", decision.mode, decision.confidence, decision.reason)
         return decision
 
-    async def _auto(self, question: str, signals: Signals, meanwhile: Callable[[], None] | None) -> RouteDecision:
+    async def _auto(
+        self, question: str, signals: Signals, meanwhile: Callable[[], Awaitable[None]] | None
+    ) -> RouteDecision:
         rule = rule_decision(signals)
         if rule is not None and rule[1] >= 0.9:
             return RouteDecision(rule[0], rule[2], rule[1], signals.tools)
         if not question.strip():
             return RouteDecision("chat", "no question to route", 1.0)
         if meanwhile is not None and rule is None and self._classifier is not None:
-            meanwhile()  # only here can the answer still be plain chat
+            await meanwhile()  # only here can the answer still be plain chat
         probabilities = await self._probabilities(question)
         if rule is not None:
             # Weak rules and the classifier vote together, the rule's mode weighted by its confidence.

@@ -54,11 +54,20 @@ from backend.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
+INLINE_PREPARE_CHARS = 4096
+"""Messages this short, with no tools or grammar to write, are rendered on the event loop: the template
+takes well under a millisecond, while the hop to the pool and back can wait milliseconds for the GIL
+when the router's embedder runs beside it."""
+
 READY_WAIT_S = 30.0
 """How long a request waits for a child that is (re)starting before it is told to retry."""
 
 _SAMPLING_DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
 """llama-cpp-python's defaults, so both engines sample alike when the request leaves a value out."""
+
+
+def _always_wanted() -> None:
+    """`still_wanted` for work done on the loop itself, which no cancellation can interrupt."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,9 @@ class LlamaServerBackend:
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None
     ) -> _Prepared:
         """Prompt and grammar on the preparation pool; a request cancelled meanwhile never reaches the model."""
+        short = sum(len(message.content or "") for message in messages) <= INLINE_PREPARE_CHARS
+        if plan is None and not options.tools and short:
+            return self._prepare_now(messages, options, plan, _always_wanted)
         return await self._preparation.run(functools.partial(self._prepare_now, messages, options, plan))
 
     def _prepare_now(
@@ -207,6 +219,8 @@ class LlamaServerBackend:
             async with self.engine.client.stream("POST", "/completion", json=self._request(prepared, options)) as reply:
                 if reply.status_code != 200:
                     raise await _refusal(reply, self._launch.n_ctx)
+                if options.handed_over is not None:
+                    options.handed_over()
                 if wants_tools:
                     yield StreamDelta()  # starts the response; the tool call is only known once its JSON is whole
                 async for event in _events(reply):

@@ -127,6 +127,8 @@ class LlamaCppBackend:
 
         def produce() -> None:
             started.set()
+            if options.handed_over is not None:
+                loop.call_soon_threadsafe(options.handed_over)  # the worker has it
             try:
                 if cancelled.is_set():
                     return

@@ -122,6 +122,8 @@ class OllamaBackend:
                     format=format_, options=_ollama_options(options),
                 )
             )
+            if options.handed_over is not None:
+                options.handed_over()  # the client sends the request at the first read: as soon as it can tell
             calls: list[ToolCall] = []
             held: list[str] = []
             async for part in stream:

@@ -122,6 +122,8 @@ class OpenAICompatibleBackend:
                 stream_options={"include_usage": True},
                 **_request_args(options),
             )
+            if options.handed_over is not None:
+                options.handed_over()  # the upstream answered 200: the request is its now
             async for chunk in stream:
                 if chunk.usage:
                     usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)

@@ -7,7 +7,7 @@ errors defined here, which `api/errors.py` maps to OpenAI error responses.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -69,6 +69,11 @@ class GenerationOptions:
 
     Set by the chat service from the authenticated user, never from the request body (OpenAI's `user`
     field is whatever the client says). None: no per-user share applies (internal callers, tests)."""
+    handed_over: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """Called once, when the backend has handed the request on: to the model (the embedded engine's
+    child or worker took it) or to the HTTP upstream (which answered 200; Ollama's client sends only at
+    its first read, so there it is called just before). The chat service starts the router's embedding
+    only then, so that it does not slow the hand-off down (the GIL, the two cores)."""
 
 
 @dataclass(frozen=True)

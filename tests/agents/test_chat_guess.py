@@ -1,19 +1,24 @@
-"""While only the router's classifier can tell, plain chat already starts; another mode closes that guess."""
+"""While only the router's classifier can tell, plain chat already starts; another mode closes that guess.
+
+The classifier starts once the guess is with the model, or shortly after if the model cannot take it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
 
+from backend.agents import chat_service
 from backend.agents.chat_agent import ChatAgent
 from backend.agents.chat_service import ChatService, ChatTurn, started_events
 from backend.agents.port import AgentEvent, AgentMode, AgentTurn, AnswerText, Finished
 from backend.agents.router import Router
 from backend.config import Settings, load_settings
-from backend.llm.port import ChatMessage, GenerationOptions, Usage
+from backend.llm.port import ChatMessage, GenerationOptions, StreamDelta, Usage
 from backend.metrics import Metrics
 from tests.fakes.scripted_llm import ScriptedLLM
 
@@ -145,3 +150,48 @@ async def test_a_request_cancelled_while_routing_stops_its_guess(settings: Setti
     with pytest.raises(asyncio.CancelledError):
         await answering
     assert (llm.started, llm.closed_early) == (1, 1)
+
+
+class HeldHandOff(ScriptedLLM):
+    """A backend that takes the request only once released: a stand-in for a busy or slow hand-off."""
+
+    def __init__(self, answers: list[str]) -> None:
+        super().__init__(answers)
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def stream_chat(  # type: ignore[override]
+        self, model: str, messages: list[ChatMessage], options: GenerationOptions
+    ) -> AsyncGenerator[StreamDelta, None]:
+        self.asked.set()
+        await self.release.wait()
+        async for delta in super().stream_chat(model, messages, options):
+            yield delta
+
+
+async def test_the_classifier_starts_once_the_guess_is_with_the_model(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chat_service, "HANDOFF_WAIT_S", 30.0)  # no timing in this test: only the order
+    llm = HeldHandOff(["Lighthouses guide ships."])
+    classifier = HeldClassifier("chat")
+    classifier.release.set()
+    answering = asyncio.create_task(answer_of(service(llm, settings, classifier, Metrics()), UNROUTED))
+    await llm.asked.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not classifier.asked.is_set()  # the embedding would slow the hand-off down
+    llm.release.set()
+    assert await asyncio.wait_for(answering, 10) == ("chat", "Lighthouses guide ships.")
+    assert classifier.asked.is_set()
+
+
+async def test_a_hand_off_that_does_not_come_holds_the_classifier_up_only_briefly(settings: Settings) -> None:
+    llm = HeldHandOff(["a guessed chat answer that nobody should see"])  # never released: every slot is busy
+    classifier = HeldClassifier("react")
+    classifier.release.set()
+    started = time.monotonic()
+    answer = await asyncio.wait_for(answer_of(service(llm, settings, classifier, Metrics()), UNROUTED), 10)
+    assert answer == ("react", "react answer")
+    assert chat_service.HANDOFF_WAIT_S <= time.monotonic() - started < 5
+    assert llm.started == 0  # the guess never reached the model, and was closed

@@ -74,6 +74,8 @@ class ScriptedLLM:
         if isinstance(answer, BaseException):
             raise answer
         self.started += 1
+        if options.handed_over is not None:
+            options.handed_over()
         prompt_tokens = sum(len((message.content or "").split()) for message in messages)
         finished = False
         try:

@@ -33,10 +33,15 @@ def fake_ollama() -> Iterator[FakeOllama]:
 
 async def test_streams_content_and_reports_usage_from_eval_counts(fake_ollama: FakeOllama) -> None:
     backend = OllamaBackend(fake_ollama.url, "llama3.1:8b", timeout_s=5)
-    deltas = [delta async for delta in backend.stream_chat(
-        "llama3.1:8b", [ChatMessage(role="user", content="hi")], GenerationOptions(max_tokens=7, temperature=0.1,
-                                                                                     stop=("END",), seed=3))]
+    seen: list[str] = []
+    options = GenerationOptions(max_tokens=7, temperature=0.1, stop=("END",), seed=3,
+                                handed_over=lambda: seen.append("handed over"))
+    deltas = []
+    async for delta in backend.stream_chat("llama3.1:8b", [ChatMessage(role="user", content="hi")], options):
+        seen.append("delta")
+        deltas.append(delta)
     await backend.aclose()
+    assert seen[0] == "handed over" and seen.count("handed over") == 1
 
     assert "".join(delta.content for delta in deltas) == "Hello from Ollama."
     assert deltas[-1].finish_reason == "stop"

@@ -17,11 +17,14 @@ async def test_streams_from_the_upstream_with_usage(server: RunningServer, model
     backend = OpenAICompatibleBackend(server.v1, server.api_key, None, timeout_s=30)
     assert (await backend.health()).ok
     assert backend.default_model == model_id
+    handed_over: list[bool] = []
     result = await join_stream(backend.stream_chat(
-        model_id, [ChatMessage(role="user", content="Say hi.")], GenerationOptions(max_tokens=4, temperature=0)))
+        model_id, [ChatMessage(role="user", content="Say hi.")],
+        GenerationOptions(max_tokens=4, temperature=0, handed_over=lambda: handed_over.append(True))))
     await backend.aclose()
     assert result.content
     assert result.usage.completion_tokens == 4 and result.finish_reason == "length"
+    assert handed_over == [True]  # once, when the upstream took the request
 
 
 async def test_tool_calls_are_reassembled_from_upstream_fragments(server: RunningServer, model_id: str) -> None:
