@@ -1,10 +1,11 @@
 """This server against llama.cpp's llama-server and llama-cpp-python's server: same GGUF, threads, side by side.
 
 All three run at once on loopback with the same model, context (2048 per request) and threads; our
-server and the llama-server beside it have the same number of slots (`--parallel`). Each sample is
-taken on one server after the other, and the server that goes first changes from sample to sample,
-so the machine's drift hits all alike. Prints decode tokens/s, time to first token and aggregate
-tokens/s with 1, 4 and 8 clients at once, and our ratios to each peer.
+server and the llama-server beside it have the same number of slots (`--parallel`). Each round
+starts all three afresh. Each sample is taken on one server after the other, and the server that
+goes first changes from sample to sample, so the machine's drift hits all alike. Prints decode
+tokens/s, time to first token and aggregate tokens/s with 1, 4 and 8 clients at once, and our ratios
+to each peer.
 
 Time to first token is taken on questions none of the servers has seen, each the same for all three
 (a new chat turn: the system prompt and the start of the question come from the prompt cache, the
@@ -50,7 +51,8 @@ PROMPT = [{"role": "user", "content": "Write a long story about a lighthouse kee
 PARALLEL = "2"
 """Slots of our engine and of the llama-server run beside it (LLAMACPP_PARALLEL's default)."""
 CONCURRENCY = (1, 4, 8)
-TTFT_SAMPLES = 7
+TTFT_SAMPLES = 15
+DECODE_SAMPLES = 3
 SAMPLING = {"temperature": 0, "repeat_penalty": 1.0, "logit_bias": {"2": -100, "0": -100}}
 
 
@@ -151,11 +153,11 @@ def launch(data_dir: str, threads: str, password: str) -> tuple[list[Target], li
            "LLAMACPP_THREADS": threads, "LLAMACPP_PARALLEL": PARALLEL, "LLAMACPP_MAX_QUEUE_PER_USER": "32",
            "LOG_LEVEL": "WARNING", "ADMIN_PASSWORD": password, "RATE_LIMIT_RPM": "0"}
     logs = Path(data_dir) / "logs"
-    logs.mkdir()
+    logs.mkdir(exist_ok=True)
 
     def quiet(name: str) -> dict[str, object]:
-        """Output to a log file, named when the run fails."""
-        return {"stdout": subprocess.DEVNULL, "stderr": (logs / f"{name}.log").open("wb")}
+        """Output to a log file (every round's launch appended), named when the run fails."""
+        return {"stdout": subprocess.DEVNULL, "stderr": (logs / f"{name}.log").open("ab")}
 
     processes = [
         subprocess.Popen([sys.executable, str(ROOT / "run_backend.py"), "--port", str(ours_port)],
@@ -176,33 +178,36 @@ def launch(data_dir: str, threads: str, password: str) -> tuple[list[Target], li
 
 
 async def main(rounds: int) -> None:
+    """Each round starts the three servers afresh: one launch of ours once ran 13 % slower in every
+    figure of a whole run, and two launches of the very same llama-server differ by up to 8 %."""
     threads = str(Settings().resolved_llamacpp_threads())  # our default, given to all three, for prompts too
     password = os.urandom(12).hex()
     data_dir = tempfile.mkdtemp(prefix="bench-data-")
-    targets, processes = launch(data_dir, threads, password)
-    try:
-        for target, process, path in zip(targets, processes, ("/ready", "/health", "/v1/models"), strict=True):
-            await wait_ready(f"{target.base_url}{path}", process)
-        ours = targets[0]
-        ours.headers = {"Authorization": f"Bearer {await api_key_for(ours.base_url, password)}"}
-        results: dict[str, dict[str, list[float]]] = {target.name: {} for target in targets}
+    results: dict[str, dict[str, list[float]]] = {}
 
-        def record(target: Target, metric: str, value: float) -> None:
-            results[target.name].setdefault(metric, []).append(value)
+    def record(target: Target, metric: str, value: float) -> None:
+        results.setdefault(target.name, {}).setdefault(metric, []).append(value)
 
-        # A new connection per request, to every server: llama-server at times closed a kept one just
-        # after a streamed answer, under the next request ("Server disconnected without sending a response").
-        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=32, max_keepalive_connections=0)) as client:
-            for target in targets:  # warm-up
-                await stream_once(client, target, 16)
-            for round_number in range(rounds):
+    for round_number in range(rounds):
+        targets, processes = launch(data_dir, threads, password)
+        try:
+            for target, process, path in zip(targets, processes, ("/ready", "/health", "/v1/models"), strict=True):
+                await wait_ready(f"{target.base_url}{path}", process)
+            ours = targets[0]
+            ours.headers = {"Authorization": f"Bearer {await api_key_for(ours.base_url, password)}"}
+            # A new connection per request, to every server: llama-server at times closed a kept one just after
+            # a streamed answer, under the next request ("Server disconnected without sending a response").
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=0)
+            async with httpx.AsyncClient(limits=limits) as client:
+                for target in targets:  # warm-up
+                    await stream_once(client, target, 16)
                 await measure_round(client, targets, round_number, record, data_dir)
-        report(results, threads, rounds)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=30)
+    report(results, threads, rounds)
 
 
 async def measure_round(
@@ -226,14 +231,17 @@ async def measure_round(
         except httpx.HTTPError as error:
             raise SystemExit(f"{target.name} failed: {error!r}; server logs in {data_dir}/logs") from error
 
-    for target in in_turn(0):
-        record(target, "decode tokens/s", (await on(target, stream_once(client, target, 200)))[1])
+    decodes: dict[str, list[float]] = {target.name: [] for target in targets}
+    for sample in range(DECODE_SAMPLES):
+        for target in in_turn(sample):
+            decodes[target.name].append((await on(target, stream_once(client, target, 200)))[1])
     ttfts: dict[str, list[float]] = {target.name: [] for target in targets}
     for sample in range(TTFT_SAMPLES):
         question = new_question(TTFT_SAMPLES * round_number + sample)
         for target in in_turn(sample):
             ttfts[target.name].append((await on(target, stream_once(client, target, 1, question)))[0])
     for target in targets:
+        record(target, "decode tokens/s", statistics.median(decodes[target.name]))
         record(target, "time to first token (ms)", 1000 * statistics.median(ttfts[target.name]))
     for sample, concurrency in enumerate(CONCURRENCY):
         for target in in_turn(sample):
