@@ -55,15 +55,29 @@ from backend.metrics import Metrics
 logger = logging.getLogger(__name__)
 
 INLINE_PREPARE_CHARS = 4096
-"""Messages this short, with no tools or grammar to write, are rendered on the event loop: the template
-takes well under a millisecond, while the hop to the pool and back can wait milliseconds for the GIL
-when the router's embedder runs beside it."""
+INLINE_PREPARE_MESSAGES = 32
+"""At most this many messages of at most INLINE_PREPARE_CHARS in all (content, tool calls and their
+ids), with no tools or grammar to write, are rendered on the event loop: the template takes well under
+a millisecond, while the hop to the pool and back can wait milliseconds for the GIL when the router's
+embedder runs beside it."""
 
 READY_WAIT_S = 30.0
 """How long a request waits for a child that is (re)starting before it is told to retry."""
 
 _SAMPLING_DEFAULTS = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
 """llama-cpp-python's defaults, so both engines sample alike when the request leaves a value out."""
+
+
+def _small(messages: list[ChatMessage]) -> bool:
+    """Whether rendering `messages` is cheap enough for the event loop (everything that is written counts)."""
+    if len(messages) > INLINE_PREPARE_MESSAGES:
+        return False
+    chars = sum(
+        len(message.content or "") + len(message.tool_call_id or "")
+        + sum(len(call.name) + len(call.arguments) for call in message.tool_calls)
+        for message in messages
+    )
+    return chars <= INLINE_PREPARE_CHARS
 
 
 def _always_wanted() -> None:
@@ -169,8 +183,7 @@ class LlamaServerBackend:
         self, messages: list[ChatMessage], options: GenerationOptions, plan: GrammarPlan | None
     ) -> _Prepared:
         """Prompt and grammar on the preparation pool; a request cancelled meanwhile never reaches the model."""
-        short = sum(len(message.content or "") for message in messages) <= INLINE_PREPARE_CHARS
-        if plan is None and not options.tools and short:
+        if plan is None and not options.tools and _small(messages):
             return self._prepare_now(messages, options, plan, _always_wanted)
         return await self._preparation.run(functools.partial(self._prepare_now, messages, options, plan))
 

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from backend.config import bundled_model_path
-from backend.llm.llama_server_backend import INLINE_PREPARE_CHARS, LlamaServerBackend
+from backend.llm.llama_server_backend import INLINE_PREPARE_CHARS, INLINE_PREPARE_MESSAGES, LlamaServerBackend
 from backend.llm.llama_server_build import installed_binary
 from backend.llm.llama_server_process import EngineLaunch
-from backend.llm.port import ChatMessage, GenerationOptions
+from backend.llm.port import ChatMessage, GenerationOptions, ToolCall
 from backend.llm.preparation import PREPARATION_THREADS
 from backend.metrics import Metrics
 
@@ -65,10 +65,17 @@ async def test_only_a_short_plain_chat_is_prepared_while_the_pool_is_busy(backen
         assert "Be brief." in prepared.prompt and "Hi" in prepared.prompt and prepared.grammar is None
 
         long = [ChatMessage(role="user", content="x" * (INLINE_PREPARE_CHARS + 1))]
+        # The attacks on the loop: tiny content, but a huge tool call to parse and write, or a great many messages.
+        huge_call = ToolCall(id="call_1", name="weather", arguments='{"city": "' + "x" * 1_000_000 + '"}')
+        hidden_in_a_call = [*short, ChatMessage(role="assistant", content=None, tool_calls=(huge_call,)),
+                            ChatMessage(role="tool", content="sunny", tool_call_id="call_1")]
+        many = [ChatMessage(role="user", content="hi")] * (INLINE_PREPARE_MESSAGES + 1)
         tools = GenerationOptions(tools=(WEATHER_TOOL,))
         schema = GenerationOptions(json_schema={"type": "object"})
         heavier = [
             (long, GenerationOptions()),
+            (hidden_in_a_call, GenerationOptions()),
+            (many, GenerationOptions()),
             (short, tools),
             (short, schema),
         ]
